@@ -1,0 +1,82 @@
+"""Where the code runs: seeding, device and dtype choice, and the course's fast mode.
+
+Every notebook calls these instead of repeating the boilerplate.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+
+FAST_ENV = "COURSE_FAST"
+
+
+def fast_mode() -> bool:
+    """True when ``COURSE_FAST=1``: training cells shrink their schedules (CI, quick checks).
+
+    Full mode (the default) is what learners run and what committed outputs show.
+    """
+    return os.environ.get(FAST_ENV, "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pick(full, fast):
+    """Return ``fast`` in fast mode and ``full`` otherwise (e.g. ``steps = pick(2000, 30)``)."""
+    return fast if fast_mode() else full
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded the same way."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    try:  # numpy is optional
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The best available device: ``cuda``, then Apple ``mps``, then ``cpu``.
+
+    ``prefer`` (or the ``COURSE_DEVICE`` environment variable) forces one, e.g. ``"cpu"``.
+    """
+    prefer = prefer or os.environ.get("COURSE_DEVICE")
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device | str) -> torch.dtype:
+    """Mixed-precision dtype for autocast on ``device``.
+
+    bf16 where the GPU supports it (Ampere and newer), fp16 on older CUDA GPUs such as
+    Colab's T4 (needs a grad scaler), fp16 on MPS, and fp32 on CPU (CPU autocast gains
+    little for these tiny models and changes results).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def describe_device(device: torch.device | str | None = None) -> str:
+    """One line naming the device (and GPU model), used by every notebook's setup cell."""
+    device = torch.device(device) if device is not None else pick_device()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"cuda ({name}), autocast dtype {str(pick_dtype(device)).replace('torch.', '')}"
+    if device.type == "mps":
+        return "mps (Apple GPU), autocast dtype float16"
+    return f"cpu ({torch.get_num_threads()} threads)"
