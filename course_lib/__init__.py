@@ -1,4 +1,24 @@
-"""course_lib: the small library behind the course on encoder, decoder and encoder-decoder transformers."""
+"""course_lib: the small library behind the course on encoder, decoder and encoder-decoder transformers.
+
+One concept per module:
+
+* ``masks``      padding / causal / prefix masks (bool, True = may attend)
+* ``attention``  scaled dot-product attention, multi-head self- and cross-attention, KV cache
+* ``layers``     norms (LayerNorm, RMSNorm), FFNs (GELU, SwiGLU), positions (sinusoidal, RoPE)
+* ``blocks``     encoder block, decoder block, encoder-decoder decoder block
+* ``config``     one ModelConfig for the three families
+* ``models``     EncoderOnly, DecoderOnly (incl. prefix-LM), EncoderDecoder
+* ``losses``     mlm_corrupt, mlm_loss, clm_loss, shift_right, seq2seq_loss
+* ``generation`` greedy, sampling, beam search, with and without the cache
+* ``runtime``    seeding, device and dtype choice, fast mode
+"""
+from .attention import KVCache, MultiHeadAttention, cross_attention, recording_attention, scaled_dot_product_attention
+from .blocks import CrossDecoderBlock, DecoderBlock, EncoderBlock
+from .config import ModelConfig
+from .generation import beam_search, generate, sample_next
+from .losses import IGNORE, clm_loss, mlm_corrupt, mlm_loss, seq2seq_loss, shift_right
+from .masks import causal_mask, combine_masks, padding_mask, prefix_mask
+from .models import DecoderOnly, EncoderDecoder, EncoderOnly
 from .runtime import describe_device, fast_mode, pick, pick_device, pick_dtype, seed_everything
 
 __version__ = "0.1.0"

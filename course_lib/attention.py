@@ -1,0 +1,227 @@
+"""Scaled dot-product attention, multi-head attention (self and cross) and the KV cache.
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V
+
+Shapes: ``q (..., T_q, d_k)``, ``k (..., T_k, d_k)``, ``v (..., T_k, d_v)``; a boolean mask
+(``True`` = may attend, see :mod:`course_lib.masks`) broadcastable to ``(..., T_q, T_k)``.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from .masks import check_mask
+
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must share their last dimension d_k: q has shape {tuple(q.shape)}, k has shape {tuple(k.shape)}."
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same number of keys (dim -2): k has shape {tuple(k.shape)}, v has shape {tuple(v.shape)}."
+        )
+    if mask is None:
+        return
+    check_mask(mask)
+    target = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
+    try:
+        if torch.broadcast_shapes(mask.shape, target) != target:
+            raise RuntimeError
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the attention scores of shape {target} "
+            "(batch..., T_q, T_k). A padding mask should be (B, 1, 1, T_k); a causal mask (T_q, T_k)."
+        ) from None
+
+
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    return_weights: bool = False,
+    dropout_p: float = 0.0,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """softmax(QKᵀ/√d_k) V with a boolean mask. Returns ``out (..., T_q, d_v)``
+    and, with ``return_weights=True``, also ``weights (..., T_q, T_k)``.
+
+    Without weights it calls PyTorch's fused kernel; with weights it runs the formula
+    line by line. Both give the same answer, and a query whose keys are *all* masked
+    gets an output of zeros (never NaN).
+    """
+    _check_qkv(q, k, v, mask)
+    has_key = None
+    if mask is not None:
+        has_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1): rows with at least one visible key
+        if not bool(has_key.all()):
+            mask = mask | ~has_key  # let empty rows attend anywhere; their output is zeroed below
+        else:
+            has_key = None
+
+    if not return_weights:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return out if has_key is None else out.masked_fill(~has_key, 0.0)
+
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))  # masked keys get probability exactly 0
+    weights = scores.softmax(dim=-1)  # normalise over the keys
+    if has_key is not None:
+        weights = weights.masked_fill(~has_key, 0.0)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v, weights
+
+
+class KVCache:
+    """Keys and values one attention layer has already computed, each ``(B, H, T, d_head)``.
+
+    Decoder self-attention *appends* one step at a time; cross-attention fills it once
+    from the encoder output and then only reads it.
+    """
+
+    def __init__(self) -> None:
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (beam search reshuffles its beams every step)."""
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
+    def nbytes(self) -> int:
+        return 0 if self.k is None else self.k.numel() * self.k.element_size() * 2
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention. Self-attention by default; cross-attention when given ``context``
+    (queries from ``x``, keys and values from ``context``, e.g. the encoder output).
+
+    Parameter layout matches ``nn.MultiheadAttention`` (one ``in_proj`` for Q, K, V) so
+    weights can be copied across and the results compared.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        *,
+        bias: bool = True,
+        dropout: float = 0.0,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(
+                f"d_model={d_model} is not divisible by n_heads={n_heads}; each head needs d_model / n_heads "
+                f"dimensions. Try n_heads in {[h for h in range(1, d_model + 1) if d_model % h == 0 and h <= 32]}."
+            )
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # rows: W_Q, W_K, W_V
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W_O
+        self.dropout = dropout
+        # QK-norm: normalise each head's queries and keys, keeping the logits bounded.
+        from .layers import RMSNorm  # local import: layers imports nothing from here
+
+        self.q_norm = RMSNorm(self.d_head, eps=norm_eps) if qk_norm else None
+        self.k_norm = RMSNorm(self.d_head, eps=norm_eps) if qk_norm else None
+        self.record = False  # set by `recording_attention` to keep the last weights
+        self.last_weights: Tensor | None = None
+
+    def _heads(self, t: Tensor) -> Tensor:
+        return rearrange(t, "b t (h d) -> b h t d", h=self.n_heads)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        rope=None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
+        """``x (B, T_q, d_model)``, ``context (B, T_k, d_model)`` or None -> ``(B, T_q, d_model)``.
+
+        ``mask`` broadcasts to ``(B, H, T_q, T_k)`` where T_k counts cached keys too.
+        ``rope`` (a :class:`~course_lib.layers.RotaryEmbedding`) rotates queries and keys
+        of *self*-attention by their absolute ``positions (T_q,)``.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"expected x of shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}.")
+        d = self.d_model
+        w, b = self.in_proj.weight, self.in_proj.bias
+        is_cross = context is not None
+        if is_cross:
+            if context.dim() != 3 or context.shape[-1] != d or context.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"context must be (B={x.shape[0]}, T_k, d_model={d}) to match x {tuple(x.shape)}; got {tuple(context.shape)}."
+                )
+            q = self._heads(F.linear(x, w[:d], None if b is None else b[:d]))
+            if cache is not None and len(cache) > 0:
+                k, v = cache.k, cache.v  # encoder K/V: computed once per sequence, then reused
+            else:
+                k, v = map(self._heads, F.linear(context, w[d:], None if b is None else b[d:]).chunk(2, dim=-1))
+                if self.k_norm is not None:
+                    k = self.k_norm(k)
+                if cache is not None:
+                    cache.append(k, v)
+            if self.q_norm is not None:
+                q = self.q_norm(q)
+        else:
+            q, k, v = map(self._heads, self.in_proj(x).chunk(3, dim=-1))
+            if self.q_norm is not None:
+                q, k = self.q_norm(q), self.k_norm(k)
+            if rope is not None:
+                q, k = rope(q, positions), rope(k, positions)
+            if cache is not None:
+                k, v = cache.append(k, v)  # keys/values of earlier steps + this one
+
+        p = self.dropout if self.training else 0.0
+        if self.record:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True, dropout_p=p)
+            self.last_weights = weights.detach()
+        else:
+            out = scaled_dot_product_attention(q, k, v, mask, dropout_p=p)
+        return self.out_proj(rearrange(out, "b h t d -> b t (h d)"))
+
+
+def cross_attention(mha: MultiHeadAttention, x: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
+    """Cross-attention: queries from the decoder stream ``x (B, T, d)``, keys and values from
+    ``context (B, S, d)`` (the encoder output). ``context_mask`` hides padded source tokens."""
+    return mha(x, context=context, mask=context_mask)
+
+
+@contextmanager
+def recording_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
+    """Collect every attention layer's weights ``(B, H, T_q, T_k)`` from the forward passes inside
+    the ``with`` block, keyed by module name (e.g. ``"decoder.0.cross_attn"``)."""
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, MultiHeadAttention)}
+    maps: dict[str, Tensor] = {}
+    for m in layers.values():
+        m.record, m.last_weights = True, None
+    try:
+        yield maps
+    finally:
+        for name, m in layers.items():
+            if m.last_weights is not None:
+                maps[name] = m.last_weights
+            m.record, m.last_weights = False, None

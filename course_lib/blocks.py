@@ -1,0 +1,113 @@
+"""Transformer blocks. All three families use the *same* block; only the mask and where
+keys/values come from differ.
+
+    pre-norm : x = x + Dropout(Sublayer(Norm(x)))
+    post-norm: x = Norm(x + Dropout(Sublayer(x)))
+
+* :class:`EncoderBlock`       self-attention (padding mask only) + FFN
+* :class:`DecoderBlock`       causal self-attention + FFN                      (GPT)
+* :class:`CrossDecoderBlock`  causal self-attention + cross-attention + FFN    (T5, original Transformer)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor, nn
+
+from .attention import KVCache, MultiHeadAttention
+from .config import ModelConfig
+from .layers import make_ffn, make_norm
+from .masks import causal_mask, combine_masks
+
+
+class _Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, cross: bool) -> None:
+        super().__init__()
+        self.norm_first = cfg.norm_first
+        mha = lambda: MultiHeadAttention(cfg.d_model, cfg.n_heads, bias=cfg.bias, dropout=cfg.dropout, qk_norm=cfg.qk_norm)
+        self.self_attn = mha()
+        self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
+        self.cross_attn = mha() if cross else None
+        self.norm_cross = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps) if cross else None
+        self.ffn = make_ffn(cfg.ffn, cfg.d_model, cfg.d_ff, cfg.dropout, cfg.bias)
+        self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.norm_first:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+    def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None):
+        self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
+        x = self._residual(x, self.norm1, lambda h: self.self_attn(h, mask=self_mask, cache=self_cache, rope=rope, positions=positions))
+        if self.cross_attn is not None:
+            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(h, context, context_mask, cache=cross_cache))
+        return self._residual(x, self.norm2, self.ffn)
+
+
+class EncoderBlock(_Block):
+    """Bidirectional self-attention + FFN. ``x (B, T, d)``, ``mask`` (usually a padding mask ``(B,1,1,T)``)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg, cross=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, *, context: Tensor | None = None, rope=None, positions=None) -> Tensor:
+        if context is not None:
+            raise TypeError(
+                "An EncoderBlock has no cross-attention, so it cannot take a context. "
+                "Use CrossDecoderBlock for a decoder that reads the encoder output."
+            )
+        return self._forward(x, mask, rope=rope, positions=positions)
+
+
+class DecoderBlock(_Block):
+    """Causal self-attention + FFN. Without an explicit ``mask`` it builds the causal one
+    (aligned to the newest positions when a KV ``cache`` holds earlier ones)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg, cross=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, *, cache: dict[str, KVCache] | None = None, rope=None, positions=None) -> Tensor:
+        if mask is None:
+            past = 0 if cache is None else len(cache["self"])
+            mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
+        return self._forward(x, mask, cache=cache, rope=rope, positions=positions)
+
+
+class CrossDecoderBlock(_Block):
+    """The encoder-decoder's decoder block: causal self-attention, then cross-attention
+    (queries from here, keys/values from the encoder output ``context (B, S, d)``), then FFN."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg, cross=True)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        cache: dict[str, KVCache] | None = None,
+        rope=None,
+        positions=None,
+    ) -> Tensor:
+        if mask is None:
+            past = 0 if cache is None else len(cache["self"])
+            mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
+        return self._forward(x, mask, context, context_mask, cache=cache, rope=rope, positions=positions)
+
+
+def new_cache(n_layers: int) -> list[dict[str, KVCache]]:
+    """An empty KV cache for a decoder stack: per layer, one for self- and one for cross-attention."""
+    return [{"self": KVCache(), "cross": KVCache()} for _ in range(n_layers)]
+
+
+def reorder_cache(cache: list[dict[str, KVCache]], index: Tensor) -> None:
+    for layer in cache:
+        for c in layer.values():
+            c.reorder(index)
+
+
+__all__ = ["EncoderBlock", "DecoderBlock", "CrossDecoderBlock", "new_cache", "reorder_cache", "combine_masks"]

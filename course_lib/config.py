@@ -1,0 +1,59 @@
+"""One configuration for all three families, so that comparisons change one thing at a time."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters shared by :class:`EncoderOnly`, :class:`DecoderOnly` and :class:`EncoderDecoder`.
+
+    Defaults are the modern pre-norm recipe at toy size. ``n_layers`` is the depth of a
+    single stack; an encoder-decoder uses ``n_enc_layers``/``n_dec_layers`` when given.
+    """
+
+    vocab_size: int
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    n_enc_layers: int | None = None
+    n_dec_layers: int | None = None
+    d_ff: int | None = None  # default 4 * d_model
+    dropout: float = 0.0
+    norm: str = "layer"  # "layer" | "rms"
+    norm_first: bool = True  # pre-norm (GPT-2 onwards) or post-norm (original Transformer, BERT)
+    ffn: str = "gelu"  # "gelu" | "relu" | "swiglu"
+    pos: str = "learned"  # "learned" | "sinusoidal" | "rope" | "none"
+    max_len: int = 512
+    qk_norm: bool = False
+    tie_embeddings: bool = True  # share the token embedding with the output layer
+    bias: bool = True
+    norm_eps: float = 1e-5
+    final_norm: bool = True  # a norm after the last block (needed by pre-norm; nn.Transformer has one always)
+    scale_embeddings: bool = False  # multiply token embeddings by √d_model (Vaswani et al.)
+    pad_id: int = 0
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; pick n_heads that divides d_model "
+                f"(e.g. {[h for h in (1, 2, 4, 8, 16) if self.d_model % h == 0]})."
+            )
+        choices = {"norm": ("layer", "rms"), "ffn": ("gelu", "relu", "swiglu"), "pos": ("learned", "sinusoidal", "rope", "none")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}.")
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        if self.n_enc_layers is None:
+            self.n_enc_layers = self.n_layers
+        if self.n_dec_layers is None:
+            self.n_dec_layers = self.n_layers
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)

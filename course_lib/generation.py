@@ -1,0 +1,188 @@
+"""Decoding: greedy, sampling (temperature / top-k / top-p) and beam search, with a KV cache.
+
+A *stepper* hides the difference between the two decoders:
+
+* decoder-only: the prompt is the beginning of the sequence; ``start`` runs it (prefill), then
+  each ``step`` feeds one new token.
+* encoder-decoder: ``start`` encodes the source once and feeds BOS to the decoder; the
+  cross-attention K/V of the encoder output are computed once and cached.
+
+With ``use_cache=False`` each step recomputes the whole sequence, the slow reference that
+cached decoding must match token for token.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .blocks import reorder_cache
+from .models import DecoderOnly, EncoderDecoder
+
+
+class _Stepper:
+    def __init__(self, model, inputs: Tensor, *, use_cache: bool, bos_id: int, prefix_lm: bool) -> None:
+        self.model, self.use_cache, self.prefix_lm = model, use_cache, prefix_lm
+        self.cache = model.new_cache() if use_cache else None
+        if isinstance(model, EncoderDecoder):
+            self.memory, self.src_mask = model.encode(inputs)
+            self.seq = torch.full((inputs.shape[0], 1), bos_id, dtype=torch.long, device=inputs.device)
+        elif isinstance(model, DecoderOnly):
+            self.seq = inputs
+            self.prompt_len = inputs.shape[1]
+        else:
+            raise TypeError(f"generation needs a DecoderOnly or EncoderDecoder model; got {type(model).__name__}.")
+
+    def _logits(self, new: Tensor) -> Tensor:
+        m = self.model
+        if isinstance(m, EncoderDecoder):
+            tokens = new if self.use_cache else self.seq
+            return m.decode(tokens, self.memory, self.src_mask, cache=self.cache)[:, -1]
+        prefix = self.prompt_len if self.prefix_lm else None
+        tokens = new if self.use_cache else self.seq
+        return m(tokens, prefix_len=prefix, cache=self.cache)[:, -1]
+
+    def start(self) -> Tensor:
+        """Logits ``(B, V)`` for the first new token (prefill / encoder pass + BOS step)."""
+        return self._logits(self.seq)
+
+    def step(self, token: Tensor) -> Tensor:
+        """Append ``token (B,)`` and return logits ``(B, V)`` for the next one."""
+        self.seq = torch.cat([self.seq, token[:, None]], dim=1)
+        return self._logits(token[:, None])
+
+    def reorder(self, index: Tensor) -> None:
+        self.seq = self.seq.index_select(0, index)
+        if isinstance(self.model, EncoderDecoder):
+            self.memory, self.src_mask = self.memory.index_select(0, index), self.src_mask.index_select(0, index)
+        if self.cache is not None:
+            reorder_cache(self.cache, index)
+
+
+def sample_next(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Pick the next token from ``logits (B, V)``. ``temperature == 0`` is greedy (argmax).
+
+    * temperature: divide logits by T (T<1 sharper, T>1 flatter);
+    * top-k: keep the k most likely tokens;
+    * top-p (nucleus): keep the smallest set of tokens whose probabilities sum to at least p.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # tokens after the nucleus is already full
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    inputs: Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = 2,
+    pad_id: int = 0,
+    bos_id: int = 1,
+    use_cache: bool = True,
+    prefix_lm: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Autoregressive decoding; returns the new tokens ``(B, ≤ max_new_tokens)``.
+
+    ``inputs``: the prompt ``(B, P)`` for a :class:`DecoderOnly` (all prompts of one length),
+    or the source ``(B, S)`` (padded) for an :class:`EncoderDecoder`. Defaults to greedy
+    (``temperature=0``). After a sequence emits ``eos_id`` it is padded with ``pad_id``.
+    """
+    was_training = model.training
+    model.eval()
+    stepper = _Stepper(model, inputs, use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm)
+    logits = stepper.start()
+    done = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
+    out = []
+    for i in range(max_new_tokens):
+        token = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        token = token.masked_fill(done, pad_id)
+        out.append(token)
+        if eos_id is not None:
+            done |= token == eos_id
+            if bool(done.all()):
+                break
+        if i + 1 < max_new_tokens:
+            logits = stepper.step(token)
+    model.train(was_training)
+    return torch.stack(out, dim=1)
+
+
+@torch.no_grad()
+def beam_search(
+    model,
+    inputs: Tensor,
+    max_new_tokens: int,
+    *,
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    eos_id: int = 2,
+    pad_id: int = 0,
+    bos_id: int = 1,
+    use_cache: bool = True,
+    prefix_lm: bool = False,
+) -> Tensor:
+    """Beam search; returns the best hypothesis per input ``(B, ≤ max_new_tokens)``.
+
+    Keeps ``beam_size`` partial outputs per input, ranked by total log-probability; a finished
+    beam (one that produced EOS) is carried along unchanged. The winner maximises
+    ``log P(y) / len(y) ** length_penalty`` (length normalisation; 0 = none).
+    ``beam_size=1`` is exactly greedy decoding.
+    """
+    was_training = model.training
+    model.eval()
+    B, K = inputs.shape[0], beam_size
+    device = inputs.device
+    stepper = _Stepper(model, inputs.repeat_interleave(K, dim=0), use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm)
+    logp = F.log_softmax(stepper.start().float(), dim=-1)  # (B*K, V)
+    V = logp.shape[-1]
+    scores = torch.zeros(B, K, device=device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
+    seqs = torch.empty(B * K, 0, dtype=torch.long, device=device)
+    done = torch.zeros(B * K, dtype=torch.bool, device=device)
+    lengths = torch.zeros(B * K, device=device)
+    for i in range(max_new_tokens):
+        # a finished beam may only "emit" padding, at no cost, so its score stays fixed
+        frozen = torch.full_like(logp, float("-inf"))
+        frozen[:, pad_id] = 0.0
+        logp = torch.where(done[:, None], frozen, logp)
+        total = (scores.view(-1, 1) + logp).view(B, K * V)
+        scores, flat = total.topk(K, dim=-1)  # (B, K)
+        beam, token = flat // V, flat % V
+        rows = (torch.arange(B, device=device)[:, None] * K + beam).view(-1)
+        token = token.view(-1)
+        seqs = torch.cat([seqs.index_select(0, rows), token[:, None]], dim=1)
+        done, lengths = done.index_select(0, rows), lengths.index_select(0, rows)
+        lengths = lengths + (~done).float()
+        done = done | (token == eos_id)
+        if bool(done.all()) or i + 1 == max_new_tokens:
+            break
+        stepper.reorder(rows)
+        logp = F.log_softmax(stepper.step(token).float(), dim=-1)
+    norm = scores.view(-1) / lengths.clamp(min=1.0) ** length_penalty
+    best = norm.view(B, K).argmax(dim=-1)
+    model.train(was_training)
+    return seqs.view(B, K, -1)[torch.arange(B, device=device), best]

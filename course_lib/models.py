@@ -1,0 +1,219 @@
+"""The three families, built from the same blocks and one :class:`ModelConfig`.
+
+* :class:`EncoderOnly`    (BERT)  bidirectional; an MLM head predicts masked tokens
+* :class:`DecoderOnly`    (GPT)   causal; or a prefix-LM ("BiAttn") with a bidirectional prompt
+* :class:`EncoderDecoder` (T5)    bidirectional encoder, causal decoder with cross-attention
+
+Token ids are ``(B, T)`` LongTensors; every model returns logits ``(B, T, vocab_size)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .attention import KVCache
+from .blocks import CrossDecoderBlock, DecoderBlock, EncoderBlock, new_cache
+from .config import ModelConfig
+from .layers import RotaryEmbedding, make_norm, sinusoidal_table
+from .masks import causal_mask, padding_mask
+
+
+class Embeddings(nn.Module):
+    """Token embedding (+ learned or sinusoidal positions). ``tokens (B, T) -> (B, T, d)``.
+    With RoPE or no positions, positions are handled inside attention (or not at all)."""
+
+    def __init__(self, cfg: ModelConfig, tok: nn.Embedding | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok = tok if tok is not None else nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.pos == "learned":
+            self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        elif cfg.pos == "sinusoidal":
+            self.register_buffer("table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
+        self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, tokens: Tensor, start: int = 0) -> Tensor:
+        if tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
+            raise ValueError(f"expected token ids of shape (B, T) and an integer dtype; got {tuple(tokens.shape)} {tokens.dtype}.")
+        if tokens.numel() and (int(tokens.max()) >= self.cfg.vocab_size or int(tokens.min()) < 0):
+            raise ValueError(f"token ids must lie in [0, vocab_size={self.cfg.vocab_size}); got max {int(tokens.max())}, min {int(tokens.min())}.")
+        end = start + tokens.shape[1]
+        if self.cfg.pos in ("learned", "sinusoidal") and end > self.cfg.max_len:
+            raise ValueError(f"sequence reaches position {end} but max_len={self.cfg.max_len}; raise ModelConfig.max_len.")
+        x = self.tok(tokens) * self.scale
+        if self.cfg.pos == "learned":
+            x = x + self.pos(torch.arange(start, end, device=tokens.device))
+        elif self.cfg.pos == "sinusoidal":
+            x = x + self.table[start:end]
+        return self.dropout(x)
+
+
+def _rope(cfg: ModelConfig) -> RotaryEmbedding | None:
+    return RotaryEmbedding(cfg.d_head, max(cfg.max_len, 4096), cfg.rope_base) if cfg.pos == "rope" else None
+
+
+def _maybe_norm(cfg: ModelConfig) -> nn.Module:
+    return make_norm(cfg.norm, cfg.d_model, cfg.norm_eps) if cfg.final_norm else nn.Identity()
+
+
+class _LMHead(nn.Module):
+    """Hidden states ``(B, T, d)`` -> logits ``(B, T, V)``; optionally tied to the token embedding."""
+
+    def __init__(self, cfg: ModelConfig, tok: nn.Embedding) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.proj.weight = tok.weight
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.proj(h)
+
+
+class _Model(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def num_parameters(self, non_embedding: bool = True) -> int:
+        """Parameters, counting shared tensors once; ``non_embedding`` leaves out token and
+        position embeddings and the (tied or not) output layer, as scaling-law papers do."""
+        seen, total = set(), 0
+        skip = set()
+        if non_embedding:
+            for m in self.modules():
+                if isinstance(m, (Embeddings, _LMHead)):
+                    skip |= {id(p) for p in m.parameters()}
+        for p in self.parameters():
+            if id(p) not in seen and id(p) not in skip:
+                seen.add(id(p))
+                total += p.numel()
+        return total
+
+    def _init_weights(self) -> None:
+        # GPT-2 style: small normal init keeps early logits near uniform at any width.
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                nn.init.normal_(p, std=0.02)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+
+class EncoderOnly(_Model):
+    """BERT-style encoder with an MLM head. Attention is bidirectional: only padding is masked."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.embed = Embeddings(cfg)
+        self.rope = _rope(cfg)
+        self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.n_layers))
+        self.norm = _maybe_norm(cfg)
+        self.head = _LMHead(cfg, self.embed.tok)
+        self._init_weights()
+
+    def encode(self, tokens: Tensor) -> Tensor:
+        """Contextual vectors ``(B, T, d)``: every position has seen every non-pad token."""
+        mask = padding_mask(tokens, self.cfg.pad_id)  # (B, 1, 1, T)
+        x = self.embed(tokens)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        for block in self.blocks:
+            x = block(x, mask, rope=self.rope, positions=positions)
+        return self.norm(x)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.head(self.encode(tokens))
+
+    @torch.no_grad()
+    def sentence_embedding(self, tokens: Tensor) -> Tensor:
+        """Mean of the contextual vectors over real (non-pad) tokens: ``(B, d)``, L2-normalised."""
+        h = self.encode(tokens)
+        keep = (tokens != self.cfg.pad_id).unsqueeze(-1).to(h.dtype)
+        pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+class DecoderOnly(_Model):
+    """GPT-style decoder. ``prefix_len`` turns it into a prefix-LM: the first ``prefix_len``
+    tokens (the prompt / source) attend to each other in both directions; the rest is causal.
+
+    Sequences are right-padded: the causal mask already hides trailing pads from every real token.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.embed = Embeddings(cfg)
+        self.rope = _rope(cfg)
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
+        self.norm = _maybe_norm(cfg)
+        self.head = _LMHead(cfg, self.embed.tok)
+        self._init_weights()
+
+    def new_cache(self) -> list[dict[str, KVCache]]:
+        return new_cache(len(self.blocks))
+
+    def self_attention_mask(self, t: int, past: int, prefix_len: int | Tensor | None, device) -> Tensor:
+        """Queries at positions past..past+t-1 over keys 0..past+t-1: causal, plus the whole prefix."""
+        mask = causal_mask(t, past + t, device=device)  # (t, past+t)
+        if prefix_len is None:
+            return mask
+        keys = torch.arange(past + t, device=device)
+        if isinstance(prefix_len, int):
+            return mask | (keys < prefix_len)[None, :]
+        in_prefix = keys[None, :] < torch.as_tensor(prefix_len, device=device)[:, None]  # (B, past+t)
+        return (mask[None] | in_prefix[:, None, :])[:, None]  # (B, 1, t, past+t)
+
+    def forward(self, tokens: Tensor, *, prefix_len: int | Tensor | None = None, cache: list[dict[str, KVCache]] | None = None) -> Tensor:
+        """``tokens (B, T)`` -> logits ``(B, T, V)``. With a ``cache``, ``tokens`` are the new
+        positions only and earlier keys/values are read from (and appended to) the cache."""
+        past = 0 if cache is None else len(cache[0]["self"])
+        mask = self.self_attention_mask(tokens.shape[1], past, prefix_len, tokens.device)
+        x = self.embed(tokens, start=past)
+        positions = torch.arange(past, past + tokens.shape[1], device=tokens.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions)
+        return self.head(self.norm(x))
+
+
+class EncoderDecoder(_Model):
+    """Original-Transformer / T5-style model. One token embedding is shared by the encoder,
+    the decoder and (if tied) the output layer, as in T5."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.src_embed, self.tgt_embed = Embeddings(cfg, tok), Embeddings(cfg, tok)
+        self.rope = _rope(cfg)
+        self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.n_enc_layers))
+        self.enc_norm = _maybe_norm(cfg)
+        self.decoder = nn.ModuleList(CrossDecoderBlock(cfg) for _ in range(cfg.n_dec_layers))
+        self.dec_norm = _maybe_norm(cfg)
+        self.head = _LMHead(cfg, tok)
+        self._init_weights()
+
+    def new_cache(self) -> list[dict[str, KVCache]]:
+        return new_cache(len(self.decoder))
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """``src (B, S)`` -> (memory ``(B, S, d)``, source padding mask ``(B, 1, 1, S)``)."""
+        src_mask = padding_mask(src, self.cfg.pad_id)
+        x = self.src_embed(src)
+        positions = torch.arange(src.shape[1], device=src.device)
+        for block in self.encoder:
+            x = block(x, src_mask, rope=self.rope, positions=positions)
+        return self.enc_norm(x), src_mask
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, cache: list[dict[str, KVCache]] | None = None) -> Tensor:
+        """Decoder input ``tgt_in (B, T)`` (BOS + target shifted right) -> logits ``(B, T, V)``."""
+        past = 0 if cache is None else len(cache[0]["self"])
+        x = self.tgt_embed(tgt_in, start=past)
+        positions = torch.arange(past, past + tgt_in.shape[1], device=tgt_in.device)
+        for i, block in enumerate(self.decoder):
+            # mask=None: the block builds the causal mask, aligned to the cache
+            x = block(x, memory, src_mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions)
+        return self.head(self.dec_norm(x))
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        memory, src_mask = self.encode(src)
+        return self.decode(tgt_in, memory, src_mask)
