@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 from string import Template
+from urllib.parse import quote
 
 #: The repository, as GitHub shows it. Forks change this line (and nothing else).
 REPO_URL = "https://github.com/transformer-families/course"
@@ -106,7 +107,7 @@ def colab_badge_url(notebook_path: str | Path, repo_url: str = REPO_URL, branch:
     rel = PurePosixPath(*path.parts)
     if not rel.parts or ".." in rel.parts:
         raise ValueError(f"need a path inside the repository; got {notebook_path!r}.")
-    return f"https://colab.research.google.com/github/{repo_slug(repo_url)}/blob/{branch}/{rel}"
+    return f"https://colab.research.google.com/github/{repo_slug(repo_url)}/blob/{branch}/{quote(str(rel))}"
 
 
 def colab_badge_markdown(notebook_path: str | Path) -> str:

@@ -1,0 +1,18 @@
+"""Repository-wide pytest setup; also applies to ``pytest --nbval-lax notebooks/ exercises/``.
+
+nbval's kernels inherit this process's environment, so these settings reach the notebooks too.
+"""
+import os
+import sys
+
+# Training cells shrink their schedules (course_lib.runtime.fast_mode()); a caller may override.
+os.environ.setdefault("COURSE_FAST", "1")
+# No GUI windows; nbval never compares images anyway.
+os.environ["MPLBACKEND"] = "Agg"
+# Quizzes (course_lib.quiz.ask) print text instead of widgets nobody will click.
+os.environ.setdefault("COURSE_HEADLESS", "1")
+
+if "matplotlib" in sys.modules:  # imported before this file by a plugin: switch it as well
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
