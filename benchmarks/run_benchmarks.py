@@ -1,0 +1,334 @@
+"""Measure course_lib against PyTorch's own modules, side by side, in one run.
+
+    python benchmarks/run_benchmarks.py                 # full run (a few minutes on a laptop CPU)
+    python benchmarks/run_benchmarks.py --quick         # tiny sizes: a smoke test (seconds)
+    python benchmarks/run_benchmarks.py --device cuda --threads 4 --out some/dir
+
+(a) attention   course_lib MultiHeadAttention vs nn.MultiheadAttention, forward + backward
+(b) training    course_lib EncoderDecoder vs nn.Transformer (same embeddings and output layer),
+                one AdamW training step, tokens per second
+(c) generation  greedy decoding with and without the KV cache (decoder-only, encoder-decoder)
+
+Prints a table, and writes ``<out>/<hardware-slug>.json`` and ``<out>/<hardware-slug>.md``.
+PASS/FAIL compares each number with its target; the script exits 0 either way (it is a
+measurement, not a test). See benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib import DecoderOnly, EncoderDecoder, ModelConfig, MultiHeadAttention, causal_mask, generate
+from course_lib.bench import compare, hardware_info
+
+TARGETS = {  # name -> (comparison, value)
+    "mha_no_mask": ("<=", 1.10),  # time ours / theirs
+    "mha_causal": ("<=", 1.10),
+    "seq2seq_train": (">=", 0.95),  # tokens/s ours / theirs
+    "decoder_generation": (">=", 5.0),  # speedup of the KV cache
+    "encdec_generation": (None, None),  # reported, no target
+}
+
+
+def _passes(name: str, value: float) -> bool | None:
+    op, target = TARGETS[name]
+    if op is None:
+        return None
+    return value <= target if op == "<=" else value >= target
+
+
+# --------------------------------------------------------------------------- (a) attention
+
+
+def bench_attention(device: torch.device, *, B: int, T: int, d: int, heads: int, repeat: int) -> dict:
+    torch.manual_seed(0)
+    ours = MultiHeadAttention(d, heads).to(device)
+    theirs = nn.MultiheadAttention(d, heads, batch_first=True).to(device)
+    with torch.no_grad():  # same weights (the layouts match), so both compute the same function
+        theirs.in_proj_weight.copy_(ours.in_proj.weight)
+        theirs.in_proj_bias.copy_(ours.in_proj.bias)
+        theirs.out_proj.weight.copy_(ours.out_proj.weight)
+        theirs.out_proj.bias.copy_(ours.out_proj.bias)
+    x = torch.randn(B, T, d, device=device, requires_grad=True)
+    grad = torch.randn(B, T, d, device=device)
+    allowed = causal_mask(T, device=device)  # course convention: True = may attend
+
+    results = {}
+    for name, causal in (("mha_no_mask", False), ("mha_causal", True)):
+
+        def run_ours():
+            out = ours(x, mask=allowed if causal else None)
+            out.backward(grad)
+
+        def run_theirs():
+            # nn.MultiheadAttention's boolean mask means the opposite: True = masked out.
+            kw = dict(attn_mask=~allowed, is_causal=True) if causal else {}
+            out, _ = theirs(x, x, x, need_weights=False, **kw)
+            out.backward(grad)
+
+        with torch.no_grad():
+            a = ours(x, mask=allowed if causal else None)
+            b, _ = theirs(x, x, x, need_weights=False, **(dict(attn_mask=~allowed, is_causal=True) if causal else {}))
+            max_diff = (a - b).abs().max().item()
+        r = compare(run_ours, run_theirs, warmup=3, repeat=repeat)
+        results[name] = {
+            "shape": {"B": B, "T": T, "d": d, "heads": heads},
+            "ours_ms": 1e3 * r["a"]["median_s"],
+            "theirs_ms": 1e3 * r["b"]["median_s"],
+            "ours_iqr_ms": 1e3 * r["a"]["iqr_s"],
+            "theirs_iqr_ms": 1e3 * r["b"]["iqr_s"],
+            "ratio": r["ratio"],
+            "paired_ratio": r["paired_ratio"],
+            "max_abs_diff": max_diff,
+            "runs_s": {"ours": r["a"]["runs"], "theirs": r["b"]["runs"]},
+        }
+    return results
+
+
+# --------------------------------------------------------------------------- (b) training
+
+
+class TorchSeq2Seq(nn.Module):
+    """nn.Transformer with the same embeddings and output layer as course_lib's EncoderDecoder:
+    one shared token embedding, learned positions for source and target, tied output layer."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.src_pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.tgt_pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.transformer = nn.Transformer(
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.n_enc_layers,
+            cfg.n_dec_layers,
+            cfg.d_ff,
+            dropout=cfg.dropout,
+            activation=cfg.ffn,
+            batch_first=True,
+            norm_first=cfg.norm_first,
+            layer_norm_eps=cfg.norm_eps,
+        )
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok.weight
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        S, T = src.shape[1], tgt_in.shape[1]
+        pad = src == self.cfg.pad_id  # True = padding (PyTorch's convention)
+        x = self.tok(src) + self.src_pos(torch.arange(S, device=src.device))
+        y = self.tok(tgt_in) + self.tgt_pos(torch.arange(T, device=src.device))
+        causal = nn.Transformer.generate_square_subsequent_mask(T, device=src.device)
+        h = self.transformer(
+            x, y, tgt_mask=causal, src_key_padding_mask=pad, memory_key_padding_mask=pad, tgt_is_causal=True
+        )
+        return self.head(h)
+
+
+def bench_training(device: torch.device, *, cfg: ModelConfig, B: int, S: int, T: int, repeat: int) -> dict:
+    torch.manual_seed(0)
+    ours = EncoderDecoder(cfg).to(device)
+    theirs = TorchSeq2Seq(cfg).to(device)
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_theirs = sum(p.numel() for p in theirs.parameters())
+    src = torch.randint(3, cfg.vocab_size, (B, S), device=device)
+    tgt = torch.randint(3, cfg.vocab_size, (B, T + 1), device=device)
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+
+    def make_step(model):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            logits = model(src, tgt_in)
+            loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), tgt_out.reshape(-1))
+            loss.backward()
+            opt.step()
+
+        return step
+
+    r = compare(make_step(ours), make_step(theirs), warmup=3, repeat=repeat)
+    tokens = B * (S + T)  # source + target tokens per step
+    ours_tps, theirs_tps = tokens / r["a"]["median_s"], tokens / r["b"]["median_s"]
+    return {
+        "seq2seq_train": {
+            "config": {**{k: getattr(cfg, k) for k in ("vocab_size", "d_model", "n_heads", "n_enc_layers", "n_dec_layers", "d_ff", "ffn", "norm_first")}, "B": B, "S": S, "T": T},
+            "params_ours": n_ours,
+            "params_theirs": n_theirs,
+            "ours_step_ms": 1e3 * r["a"]["median_s"],
+            "theirs_step_ms": 1e3 * r["b"]["median_s"],
+            "ours_tokens_per_s": ours_tps,
+            "theirs_tokens_per_s": theirs_tps,
+            "ratio": ours_tps / theirs_tps,
+            "paired_ratio": 1 / r["paired_ratio"],
+            "runs_s": {"ours": r["a"]["runs"], "theirs": r["b"]["runs"]},
+        }
+    }
+
+
+# --------------------------------------------------------------------------- (c) generation
+
+
+def bench_generation(device: torch.device, *, quick: bool, repeat: int) -> dict:
+    torch.manual_seed(0)
+    results = {}
+    # decoder-only: d=128, 4 layers, learned positions, batch 1
+    n_new, prompt_len = (48, 8) if quick else (512, 16)
+    cfg = ModelConfig(vocab_size=256, d_model=128, n_heads=4, n_layers=4, max_len=1024)
+    model = DecoderOnly(cfg).to(device).eval()
+    prompt = torch.randint(3, cfg.vocab_size, (1, prompt_len), device=device)
+    run = lambda cache: generate(model, prompt, n_new, eos_id=None, use_cache=cache)
+    same = torch.equal(run(True), run(False))
+    r = compare(lambda: run(True), lambda: run(False), warmup=1, repeat=repeat)
+    results["decoder_generation"] = {
+        "config": {"d_model": 128, "n_layers": 4, "n_heads": 4, "pos": "learned", "max_len": 1024, "batch": 1, "prompt_len": prompt_len, "new_tokens": n_new},
+        "cached_s": r["a"]["median_s"],
+        "uncached_s": r["b"]["median_s"],
+        "cached_ms_per_token": 1e3 * r["a"]["median_s"] / n_new,
+        "uncached_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
+        "speedup": 1 / r["ratio"],
+        "paired_speedup": 1 / r["paired_ratio"],
+        "same_tokens": same,
+        "runs_s": {"cached": r["a"]["runs"], "uncached": r["b"]["runs"]},
+    }
+    # encoder-decoder: 2 + 2 layers, source of 32 tokens, 128 new tokens
+    n_new, src_len = (24, 8) if quick else (128, 32)
+    cfg = ModelConfig(vocab_size=256, d_model=128, n_heads=4, n_layers=2, max_len=256)
+    model = EncoderDecoder(cfg).to(device).eval()
+    src = torch.randint(3, cfg.vocab_size, (1, src_len), device=device)
+    run = lambda cache: generate(model, src, n_new, eos_id=None, use_cache=cache)
+    same = torch.equal(run(True), run(False))
+    r = compare(lambda: run(True), lambda: run(False), warmup=1, repeat=repeat)
+    results["encdec_generation"] = {
+        "config": {"d_model": 128, "n_enc_layers": 2, "n_dec_layers": 2, "n_heads": 4, "batch": 1, "src_len": src_len, "new_tokens": n_new},
+        "cached_s": r["a"]["median_s"],
+        "uncached_s": r["b"]["median_s"],
+        "cached_ms_per_token": 1e3 * r["a"]["median_s"] / n_new,
+        "uncached_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
+        "speedup": 1 / r["ratio"],
+        "paired_speedup": 1 / r["paired_ratio"],
+        "same_tokens": same,
+        "runs_s": {"cached": r["a"]["runs"], "uncached": r["b"]["runs"]},
+    }
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+HEADLINE = {  # name -> (what, key of the headline number, unit)
+    "mha_no_mask": ("MHA fwd+bwd, no mask: time ours / nn.MultiheadAttention", "ratio", "x"),
+    "mha_causal": ("MHA fwd+bwd, causal: time ours / nn.MultiheadAttention", "ratio", "x"),
+    "seq2seq_train": ("Enc-dec training step: tokens/s ours / nn.Transformer", "ratio", "x"),
+    "decoder_generation": ("Decoder-only greedy: uncached / cached time", "speedup", "x"),
+    "encdec_generation": ("Enc-dec greedy: uncached / cached time", "speedup", "x"),
+}
+
+
+def _details(name: str, r: dict) -> str:
+    if name.startswith("mha"):
+        return f"ours {r['ours_ms']:.2f} ms, theirs {r['theirs_ms']:.2f} ms"
+    if name == "seq2seq_train":
+        return f"ours {r['ours_tokens_per_s']:,.0f} tok/s, theirs {r['theirs_tokens_per_s']:,.0f} tok/s"
+    c = r["config"]
+    return f"{c['new_tokens']} tokens: cached {r['cached_s']:.3f} s, uncached {r['uncached_s']:.3f} s"
+
+
+def slugify(info: dict, device: torch.device, quick: bool) -> str:
+    name = info["gpu"] if device.type == "cuda" and info.get("gpu") else f"{info['cpu']} {info['torch_threads']}threads"
+    name = re.sub(r"\((r|tm|c)\)|\bcpu\b|@.*?ghz", " ", name.lower())
+    slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown"
+    return slug + ("-quick" if quick else "")
+
+
+def render_markdown(report: dict) -> str:
+    hw = report["hardware"]
+    lines = [
+        f"# Benchmarks: {report['slug']}",
+        "",
+        f"- hardware: {hw['cpu']} ({hw['cpu_cores_usable']} usable cores, {hw['torch_threads']} torch threads)"
+        + (f", GPU {hw['gpu']}" if hw.get("gpu") else ""),
+        f"- device: {report['device']}; torch {hw['torch']}; Python {hw['python']}; {hw['os']}",
+        f"- date: {report['date']}",
+        f"- command: `{report['command']}`",
+        "",
+        "| benchmark | measured | target | verdict | details |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in report["results"].items():
+        what, key, unit = HEADLINE[name]
+        op, target = TARGETS[name]
+        verdict = {True: "PASS", False: "FAIL", None: "-"}[r["pass"]]
+        target_s = f"{op} {target}{unit}" if op else "-"
+        lines.append(f"| {what} | {r[key]:.2f}{unit} | {target_s} | {verdict} | {_details(name, r)} |")
+    lines += ["", "Medians of interleaved runs; see benchmarks/README.md for what each number means.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default: cpu)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--repeat", type=int, default=None, help="timed runs per function (default 15, quick 3; generation 3, quick 2)")
+    p.add_argument("--only", nargs="*", choices=["attention", "training", "generation"], help="run only these parts")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    quick = args.quick
+    repeat = args.repeat or (3 if quick else 15)
+    parts = set(args.only or ["attention", "training", "generation"])
+
+    results: dict[str, dict] = {}
+    if "attention" in parts:
+        shape = dict(B=2, T=16, d=32, heads=4) if quick else dict(B=8, T=128, d=256, heads=4)
+        results |= bench_attention(device, **shape, repeat=repeat)
+    if "training" in parts:
+        if quick:
+            cfg = ModelConfig(vocab_size=64, d_model=32, n_heads=4, n_layers=1, d_ff=64, ffn="relu", norm_first=False, max_len=16)
+            results |= bench_training(device, cfg=cfg, B=2, S=8, T=8, repeat=repeat)
+        else:
+            cfg = ModelConfig(vocab_size=1000, d_model=256, n_heads=4, n_enc_layers=3, n_dec_layers=3, d_ff=1024, ffn="relu", norm_first=False, max_len=64)
+            results |= bench_training(device, cfg=cfg, B=16, S=64, T=64, repeat=repeat)
+    if "generation" in parts:
+        results |= bench_generation(device, quick=quick, repeat=args.repeat or (2 if quick else 3))
+
+    for name, r in results.items():
+        key = HEADLINE[name][1]
+        r["target"] = TARGETS[name][1]
+        r["pass"] = _passes(name, r[key])
+
+    info = hardware_info()
+    report = {
+        "slug": slugify(info, device, quick),
+        "hardware": info,
+        "device": str(device),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0] if argv is None else "benchmarks/run_benchmarks.py", *(sys.argv[1:] if argv is None else argv)]),
+        "quick": quick,
+        "repeat": repeat,
+        "results": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{report['slug']}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    md = render_markdown(report)
+    (out / f"{report['slug']}.md").write_text(md, encoding="utf-8")
+    print(md)
+    print(f"wrote {out / report['slug']}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

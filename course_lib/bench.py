@@ -1,0 +1,127 @@
+"""Tiny timing helpers for the notebooks and ``benchmarks/run_benchmarks.py``.
+
+Timings on a laptop (or a shared machine) are noisy: report the **median** of several runs and
+the interquartile range, warm up first, and compare two functions by *interleaving* their runs
+(a background job then slows both alike instead of only one).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+
+
+def _sync(sync: bool) -> None:
+    # GPU kernels run asynchronously: without this the clock stops before the work is done.
+    if not sync:
+        return
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        torch.mps.synchronize()
+
+
+def _summary(runs: list[float]) -> dict[str, Any]:
+    if len(runs) >= 2:
+        q1, _, q3 = statistics.quantiles(runs, n=4, method="inclusive")
+    else:
+        q1 = q3 = runs[0]
+    return {"median_s": statistics.median(runs), "iqr_s": q3 - q1, "runs": runs}
+
+
+def _time_once(fn: Callable[[], Any], sync: bool) -> float:
+    _sync(sync)
+    t0 = time.perf_counter()
+    fn()
+    _sync(sync)
+    return time.perf_counter() - t0
+
+
+def time_fn(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 10, sync: bool = True) -> dict[str, Any]:
+    """Call ``fn()`` ``warmup`` times untimed, then ``repeat`` times timed.
+
+    Returns ``{"median_s", "iqr_s", "runs"}`` (seconds; ``runs`` lists every timed call).
+    ``sync=True`` waits for the GPU before and after each call, so GPU time is measured too.
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1; got {repeat}.")
+    for _ in range(warmup):
+        fn()
+    return _summary([_time_once(fn, sync) for _ in range(repeat)])
+
+
+def compare(
+    a_fn: Callable[[], Any], b_fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 10, sync: bool = True
+) -> dict[str, Any]:
+    """Time two functions with their runs interleaved (a, b, b, a, a, b, ...).
+
+    Returns ``{"a": time_fn-style dict, "b": ..., "ratio": median_a / median_b,
+    "paired_ratio": median over i of a_i / b_i}``; a ratio below 1 means ``a`` is faster.
+    The order alternates so that neither function always runs right after the other (caches,
+    CPU frequency and background load then affect both alike). ``paired_ratio`` compares each
+    run with its neighbour, so it is the more robust of the two on a busy machine.
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1; got {repeat}.")
+    for _ in range(warmup):
+        a_fn()
+        b_fn()
+    a_runs, b_runs = [], []
+    for i in range(repeat):
+        pair = ((a_fn, a_runs), (b_fn, b_runs))
+        for fn, runs in pair if i % 2 == 0 else pair[::-1]:
+            runs.append(_time_once(fn, sync))
+    a, b = _summary(a_runs), _summary(b_runs)
+    paired = statistics.median(x / y for x, y in zip(a_runs, b_runs))
+    return {"a": a, "b": b, "ratio": a["median_s"] / b["median_s"], "paired_ratio": paired}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        try:
+            import subprocess
+
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def hardware_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model and cores, torch threads, GPU (if any),
+    torch and Python versions, operating system."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        usable = os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_cores_usable": usable,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "os": platform.platform(terse=True),
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+__all__ = ["time_fn", "compare", "hardware_info"]

@@ -1,0 +1,52 @@
+"""Smoke test for benchmarks/run_benchmarks.py and course_lib.bench: the script runs end to end
+on tiny sizes and writes the files the README promises. No timing assertions: speed is measured
+by the benchmark itself, not tested (timings on shared CI machines are noise)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from course_lib.bench import compare, hardware_info, time_fn
+
+REPO = Path(__file__).resolve().parents[1]
+
+EXPECTED = {
+    "mha_no_mask": ("ours_ms", "theirs_ms", "ratio"),
+    "mha_causal": ("ours_ms", "theirs_ms", "ratio"),
+    "seq2seq_train": ("ours_tokens_per_s", "theirs_tokens_per_s", "ratio"),
+    "decoder_generation": ("cached_s", "uncached_s", "speedup"),
+    "encdec_generation": ("cached_s", "uncached_s", "speedup"),
+}
+
+
+def test_run_benchmarks_quick(tmp_path):
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run_benchmarks.py"), "--quick", "--threads", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jsons, mds = list(tmp_path.glob("*.json")), list(tmp_path.glob("*.md"))
+    assert len(jsons) == 1 and len(mds) == 1 and jsons[0].stem == mds[0].stem
+    report = json.loads(jsons[0].read_text())
+    for key in ("slug", "hardware", "device", "date", "command", "results"):
+        assert key in report
+    assert report["hardware"]["torch"] and report["quick"] is True
+    for name, keys in EXPECTED.items():
+        result = report["results"][name]
+        for k in keys:
+            assert result[k] > 0, (name, k)
+        assert "pass" in result and "target" in result
+    assert report["results"]["decoder_generation"]["same_tokens"] is True
+    assert report["results"]["mha_no_mask"]["max_abs_diff"] < 1e-4
+    md = mds[0].read_text()
+    assert "torch" in md and "| benchmark |" in md and "--quick" in md
+
+
+def test_timing_helpers():
+    r = time_fn(lambda: sum(range(1000)), warmup=1, repeat=5)
+    assert set(r) == {"median_s", "iqr_s", "runs"} and len(r["runs"]) == 5 and r["median_s"] > 0
+    c = compare(lambda: sum(range(100)), lambda: sum(range(100)), warmup=1, repeat=4)
+    assert c["ratio"] > 0 and c["paired_ratio"] > 0 and len(c["a"]["runs"]) == len(c["b"]["runs"]) == 4
+    info = hardware_info()
+    for key in ("cpu", "cpu_cores", "torch", "torch_threads", "python", "gpu"):
+        assert key in info
