@@ -11,6 +11,14 @@ One concept per module:
 * ``losses``     mlm_corrupt, mlm_loss, clm_loss, shift_right, seq2seq_loss
 * ``generation`` greedy, sampling, beam search, with and without the cache
 * ``runtime``    seeding, device and dtype choice, fast mode
+* ``tokenizer``  word-level tokenizer with the course's special tokens
+* ``en_fr``      the generated English→French fragment, TSV loader, baseline and metrics
+* ``train``      one training loop: AdamW, schedule, AMP, exact checkpoint/resume, DDP
+* ``translate``  the toy translator pipeline for all three families (also a CLI)
+* ``costs``      parameter, FLOP and KV-cache formulas; FLOP counting incl. attention
+* ``bench``      timing helpers and hardware description
+* ``plotting``   masks, attention maps, loss curves
+* ``checks``     exercise feedback; ``quiz`` predict-then-run questions; ``colab`` the setup cell
 """
 from .attention import KVCache, MultiHeadAttention, cross_attention, recording_attention, scaled_dot_product_attention
 from .blocks import CrossDecoderBlock, DecoderBlock, EncoderBlock
@@ -19,6 +27,11 @@ from .generation import beam_search, generate, sample_next
 from .losses import IGNORE, clm_loss, mlm_corrupt, mlm_loss, seq2seq_loss, shift_right
 from .masks import causal_mask, combine_masks, padding_mask, prefix_mask
 from .models import DecoderOnly, EncoderDecoder, EncoderOnly
+from .costs import count_flops, kv_cache_bytes
+from .bench import hardware_info, time_fn
 from .runtime import describe_device, fast_mode, pick, pick_device, pick_dtype, seed_everything
+
+from .tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, WordTokenizer, pad_batch
+from .train import TrainConfig, load_checkpoint, save_checkpoint, train
 
 __version__ = "0.1.0"
