@@ -7,6 +7,9 @@ import sys
 
 # Training cells shrink their schedules (course_lib.runtime.fast_mode()); a caller may override.
 os.environ.setdefault("COURSE_FAST", "1")
+# One thread per process: pytest-xdist runs two workers (and each notebook a kernel) on 2 cores,
+# and oversubscribed BLAS threads make tiny models many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # No GUI windows; nbval never compares images anyway.
 os.environ["MPLBACKEND"] = "Agg"
 # Quizzes (course_lib.quiz.ask) print text instead of widgets nobody will click.

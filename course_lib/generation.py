@@ -22,6 +22,8 @@ from .models import DecoderOnly, EncoderDecoder
 
 class _Stepper:
     def __init__(self, model, inputs: Tensor, *, use_cache: bool, bos_id: int, prefix_lm: bool) -> None:
+        if not isinstance(model, (DecoderOnly, EncoderDecoder)):
+            raise TypeError(f"generation needs a DecoderOnly or EncoderDecoder model; got {type(model).__name__}.")
         self.model, self.use_cache, self.prefix_lm = model, use_cache, prefix_lm
         self.cache = model.new_cache() if use_cache else None
         if isinstance(model, EncoderDecoder):
@@ -30,8 +32,6 @@ class _Stepper:
         elif isinstance(model, DecoderOnly):
             self.seq = inputs
             self.prompt_len = inputs.shape[1]
-        else:
-            raise TypeError(f"generation needs a DecoderOnly or EncoderDecoder model; got {type(model).__name__}.")
 
     def _logits(self, new: Tensor) -> Tensor:
         m = self.model

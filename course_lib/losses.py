@@ -86,6 +86,8 @@ def clm_loss(
         targets[targets == pad_id] = IGNORE
     if loss_mask is not None:
         targets[~loss_mask[:, 1:].bool()] = IGNORE
+    if not (targets != IGNORE).any():
+        return logits.sum() * 0.0  # no token to predict: zero loss, still differentiable (not NaN)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=IGNORE, label_smoothing=label_smoothing)
 
 
@@ -99,4 +101,6 @@ def seq2seq_loss(logits: Tensor, targets: Tensor, *, pad_id: int = 0, label_smoo
     """Cross-entropy of decoder logits ``(B, T, V)`` (computed from ``shift_right(targets)``)
     against ``targets (B, T)`` (ending in EOS, then padding, which is ignored)."""
     _check_logits(logits, targets, "seq2seq_loss")
+    if not (targets != pad_id).any():
+        return logits.sum() * 0.0
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad_id, label_smoothing=label_smoothing)
