@@ -7,12 +7,19 @@ Families, at matched non-embedding parameter counts (see :func:`model_configs`):
 * ``decoder``  decoder-only, causal over ``source <sep> target <eos>``, loss on the target only
 * ``prefixlm`` the same decoder-only model, but bidirectional over ``source <sep>`` ("BiAttn")
 
-Command line (single process, or ``torchrun --nproc_per_node=N`` for DistributedDataParallel)::
+Costs (:func:`stack_parameters`, :func:`training_flops_6n`, :func:`training_flops_per_sequence`)
+support the lesson's comparison of training FLOPs per sequence.
+
+Command line (single process, or ``torchrun --nproc_per_node=N -m course_lib.translate train ...``
+for DistributedDataParallel: NCCL on GPUs, gloo on CPUs; rank 0 saves and evaluates)::
 
     python -m course_lib.translate train --family encdec --out runs/encdec.pt
     python -m course_lib.translate eval runs/encdec.pt --split test --beam 4
-    python -m course_lib.translate translate runs/encdec.pt "the small dogs do not see the red car ."
+    python -m course_lib.translate translate runs/encdec.pt "the small dogs do not see the red car."
     python -m course_lib.translate train --tsv my_pairs.tsv ...   # your own English<TAB>French file
+
+``train`` resumes from its checkpoint (``runs/encdec.ckpt.pt`` next to ``runs/encdec.pt``) if one
+exists. ``runs/`` and ``*.pt`` are git-ignored: weights never go into the repository.
 """
 from __future__ import annotations
 
@@ -28,9 +35,9 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .en_fr import corpus_bleu, corpus_chrf, exact_match, load_tsv, make_splits
 from .generation import beam_search, generate
-from .losses import clm_loss, seq2seq_loss, shift_right
+from .losses import clm_loss, seq2seq_loss
 from .models import DecoderOnly, EncoderDecoder
-from .runtime import pick
+from .runtime import pick, seed_everything
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer, pad_batch
 from .train import TrainConfig, train
 
@@ -57,7 +64,8 @@ def load_data(seed: int = 0, n_train: int | None = None, tsv: str | None = None)
     """The generated fragment (default) or a user's ``English<TAB>French`` file.
 
     A TSV file is shuffled with ``seed`` and cut like the generated data: its longest 5% of
-    pairs (by English length) become the ``long`` split, the rest 90/5/5 train/valid/test.
+    pairs (by English length; at least the longest ones, if many tie) become the ``long`` split,
+    the rest is split 90/5/5 into train/valid/test.
     """
     if tsv is None:
         n_train = n_train if n_train is not None else pick(60_000, 60_000)
@@ -68,7 +76,10 @@ def load_data(seed: int = 0, n_train: int | None = None, tsv: str | None = None)
             raise ValueError(f"{tsv} has only {len(pairs)} usable sentence pairs; need at least 20.")
         random.Random(seed).shuffle(pairs)
         tok_len = lambda p: len(WordTokenizer.tokenize(p[0]))
-        cut = sorted(tok_len(p) for p in pairs)[int(0.95 * (len(pairs) - 1))]
+        lengths = sorted(tok_len(p) for p in pairs)
+        cut = lengths[int(0.95 * (len(pairs) - 1))]
+        if cut == lengths[-1]:  # ties at the maximum: the longest pairs alone form `long`
+            cut = max((n for n in lengths if n < cut), default=cut)
         short, long = [p for p in pairs if tok_len(p) <= cut], [p for p in pairs if tok_len(p) > cut]
         n_hold = max(1, len(short) // 20)
         splits = {"train": short[2 * n_hold:], "valid": short[:n_hold], "test": short[n_hold:2 * n_hold], "long": long}
@@ -79,10 +90,13 @@ def load_data(seed: int = 0, n_train: int | None = None, tsv: str | None = None)
 
 
 def collate_encdec(batch: Sequence[tuple[list[int], list[int]]]) -> dict[str, Tensor]:
-    """``src (B, S)``; ``tgt_out (B, T)`` = target + EOS; ``tgt_in`` = BOS + target (shifted right)."""
+    """Teacher forcing: ``src (B, S)`` = the source ids; ``tgt_out (B, T)`` = target + EOS (what to
+    predict); ``tgt_in (B, T)`` = BOS + target (the target shifted right), all right-padded.
+    The same batch as :func:`course_lib.data.collate_pairs`."""
     src = pad_batch([s for s, _ in batch])
     tgt_out = pad_batch([t + [EOS_ID] for _, t in batch])
-    return {"src": src, "tgt_in": shift_right(tgt_out, BOS_ID), "tgt_out": tgt_out}
+    tgt_in = pad_batch([[BOS_ID] + t for _, t in batch])  # == shift_right(tgt_out) where tgt_out is not PAD
+    return {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out}
 
 
 def collate_decoder(batch: Sequence[tuple[list[int], list[int]]]) -> dict[str, Tensor]:
@@ -130,6 +144,7 @@ def model_configs(vocab_size: int, d_model: int = 64, n_heads: int = 4, enc_dec_
     8d² + 2·d·d_ff, decoder-only 4d² + 2·d·d_ff. With d_ff = 4d that is 12d², 16d² and 12d²,
     so an encoder-decoder with L + L layers matches a decoder-only model of 28L/12 = 7L/3 layers
     (exactly 7 for L = 3; 5 for L = 2, about 7% more). RoPE positions, so that no position table limits longer inputs.
+    The defaults are lesson 05's model (``benchmarks/translator.py`` measures its quality and training time).
     """
     base = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, dropout=dropout, max_len=max_len, pos="rope")
     base.update(kw)
@@ -200,6 +215,54 @@ def evaluate(model: nn.Module, family: str, data: TranslationData, split: str = 
 
 
 # ----------------------------------------------------------------------------------------------
+# Costs: parameters by stack, training FLOPs per sequence
+# ----------------------------------------------------------------------------------------------
+def stack_parameters(model: nn.Module) -> dict[str, int]:
+    """Non-embedding parameters by the tokens they process: ``encoder`` (source tokens) and
+    ``decoder`` (target tokens) of an encoder-decoder; ``decoder`` only for a decoder-only model,
+    whose every parameter processes source and target alike."""
+    model = getattr(model, "module", model)
+    total = model.num_parameters()
+    if not isinstance(model, EncoderDecoder):
+        return {"encoder": 0, "decoder": total}
+    enc = sum(p.numel() for m in (model.encoder, model.enc_norm) for p in m.parameters())
+    return {"encoder": enc, "decoder": total - enc}
+
+
+def training_flops_6n(model: nn.Module, family: str, src_len: float, tgt_len: float) -> float:
+    """Training FLOPs per sequence by the rule of thumb "6·N per token" (forward 2N, backward 4N),
+    counting for each parameter the tokens it actually processes:
+
+    * decoder-only: all N parameters see ``S + T + 2`` tokens (source, <sep>, target, <eos>);
+    * encoder-decoder: the encoder's ``N_enc`` see the ``S`` source tokens, the decoder's ``N_dec``
+      the ``T + 1`` decoder inputs (BOS + target).
+
+    Leaves out attention over the context and the output layer (see :mod:`course_lib.costs`).
+    """
+    _check_family(family)
+    n = stack_parameters(model)
+    if family == "encdec":
+        return 6 * (n["encoder"] * src_len + n["decoder"] * (tgt_len + 1))
+    return 6 * n["decoder"] * (src_len + tgt_len + 2)
+
+
+def training_flops_per_sequence(model: nn.Module, family: str, pairs: Sequence[tuple[list[int], list[int]]]) -> float:
+    """Mean FLOPs of a training step's forward and backward pass per sequence, counted by
+    :func:`course_lib.costs.count_flops` (matrix multiplies, including attention run by
+    ``scaled_dot_product_attention`` on CPU, and the output layer). Each pair of ``pairs``
+    (token ids, as :meth:`TranslationData.ids` gives them) is counted on its own, so padding adds nothing."""
+    from .costs import count_flops
+
+    loss_fn, collate = loss_for(family), collate_for(family)
+    total = 0
+    for pair in pairs:
+        batch = collate([pair])
+        total += count_flops(lambda: loss_fn(model, batch).backward())
+    model.zero_grad(set_to_none=True)
+    return total / len(pairs)
+
+
+# ----------------------------------------------------------------------------------------------
 # Saving a trained translator
 # ----------------------------------------------------------------------------------------------
 def save_translator(path: str, model: nn.Module, family: str, tokenizer: WordTokenizer) -> None:
@@ -221,8 +284,9 @@ def load_translator(path: str, device: str | torch.device = "cpu") -> tuple[nn.M
 # Training entry point
 # ----------------------------------------------------------------------------------------------
 def default_train_config(**overrides) -> TrainConfig:
-    """The schedule lesson 05 uses: enough for the encoder-decoder to pass 95 BLEU in full mode."""
-    cfg = dict(steps=pick(3000, 60), batch_size=64, lr=2e-3, warmup_steps=pick(200, 10), weight_decay=0.01,
+    """The schedule lesson 05 uses (with :func:`model_configs`' default size): enough for the
+    encoder-decoder to pass 95 BLEU in full mode, in a few minutes on a 2-core CPU."""
+    cfg = dict(steps=pick(2000, 60), batch_size=64, lr=2e-3, warmup_steps=pick(200, 10), weight_decay=0.01,
                decay="cosine", min_lr_ratio=0.02, eval_every=None, log_every=pick(50, 10), ckpt_every=pick(500, 1000))
     cfg.update(overrides)
     return TrainConfig(**cfg)
@@ -230,7 +294,9 @@ def default_train_config(**overrides) -> TrainConfig:
 
 def train_translator(family: str, data: TranslationData, model_cfg: ModelConfig, train_cfg: TrainConfig,
                      *, label_smoothing: float = 0.0, evaluate_split: str | None = None, eval_limit: int = 200) -> tuple[nn.Module, list[dict]]:
-    """Build and train one family's model; returns ``(model, history)``."""
+    """Build and train one family's model; returns ``(model, history)``. The initial weights are
+    drawn after seeding every RNG with ``train_cfg.seed``, so a run does not depend on what ran before."""
+    seed_everything(train_cfg.seed)
     model = build_model(family, model_cfg)
     evaluator = None
     if evaluate_split:
@@ -240,35 +306,47 @@ def train_translator(family: str, data: TranslationData, model_cfg: ModelConfig,
     return model, history
 
 
+def default_ckpt_path(out: str) -> str:
+    """The training checkpoint next to the saved model: ``runs/m.pt`` -> ``runs/m.ckpt.pt``."""
+    root, ext = os.path.splitext(out)
+    return root + ".ckpt" + (ext or ".pt")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m course_lib.translate", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train one family's translator")
+    t = sub.add_parser("train", help="train one family's translator (resumes from its checkpoint if one exists)")
     t.add_argument("--family", choices=FAMILIES, default="encdec")
     t.add_argument("--out", default="runs/translator.pt", help="where to save the trained model")
-    t.add_argument("--ckpt", default=None, help="training checkpoint for resume (default: OUT + '.ckpt')")
+    t.add_argument("--ckpt", default=None, help="training checkpoint for resume (default: runs/translator.ckpt.pt for "
+                   "--out runs/translator.pt; *.pt files are git-ignored)")
     t.add_argument("--tsv", default=None, help="your own English<TAB>French file instead of the generated data")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-train", type=int, default=None)
     t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None, help="global batch (split over torchrun processes)")
     t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--d-model", type=int, default=64)
-    t.add_argument("--layers", type=int, default=2, help="encoder and decoder depth of the encoder-decoder")
-    t.add_argument("--device", default=None)
+    t.add_argument("--d-model", type=int, default=None)
+    t.add_argument("--layers", type=int, default=None, help="encoder and decoder depth of the encoder-decoder "
+                   "(the decoder-only models get the depth that matches its parameters)")
+    t.add_argument("--dropout", type=float, default=None)
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     t.add_argument("--no-progress", action="store_true")
     e = sub.add_parser("eval", help="BLEU / chrF / exact match of a saved model")
     e.add_argument("model")
-    e.add_argument("--split", default="test")
-    e.add_argument("--beam", type=int, default=1)
-    e.add_argument("--tsv", default=None)
+    e.add_argument("--split", default="test", choices=("train", "valid", "test", "long"))
+    e.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    e.add_argument("--length-penalty", type=float, default=1.0)
+    e.add_argument("--tsv", default=None, help="the TSV file the model was trained on (default: generated data)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--limit", type=int, default=None)
+    e.add_argument("--limit", type=int, default=None, help="only the first LIMIT sentences")
     e.add_argument("--device", default=None)
     s = sub.add_parser("translate", help="translate sentences given on the command line")
     s.add_argument("model")
     s.add_argument("sentences", nargs="+")
     s.add_argument("--beam", type=int, default=1)
+    s.add_argument("--device", default=None)
     args = p.parse_args(argv)
 
     from .runtime import pick_device
@@ -276,23 +354,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.cmd == "train":
         data = load_data(args.seed, args.n_train, args.tsv)
         over = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device).items() if v is not None}
-        tcfg = default_train_config(seed=args.seed, ckpt_path=args.ckpt or args.out + ".ckpt", progress=not args.no_progress, **over)
-        mcfg = model_configs(data.tokenizer.vocab_size, d_model=args.d_model, enc_dec_layers=args.layers)[args.family]
-        model, history = train_translator(args.family, data, mcfg, tcfg)
-        rank = int(os.environ.get("RANK", "0"))
-        if rank == 0:
+        tcfg = default_train_config(seed=args.seed, ckpt_path=args.ckpt or default_ckpt_path(args.out), progress=not args.no_progress, **over)
+        size = {k: v for k, v in dict(d_model=args.d_model, enc_dec_layers=args.layers, dropout=args.dropout).items() if v is not None}
+        mcfg = model_configs(data.tokenizer.vocab_size, **size)[args.family]
+        model, history = train_translator(args.family, data, mcfg, tcfg, label_smoothing=args.label_smoothing)
+        if int(os.environ.get("RANK", "0")) == 0:
             save_translator(args.out, model, args.family, data.tokenizer)
             metrics = evaluate(model.eval(), args.family, data, "valid", limit=500)
-            print(f"saved {args.out}; final train loss {history[-1]['loss']:.4f}; valid (500): "
+            print(f"saved {args.out} ({args.family}, {model.num_parameters():,} non-embedding parameters, "
+                  f"{history[-1]['elapsed_s']:.0f} s); final train loss {history[-1]['loss']:.4f}; valid (first 500): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     elif args.cmd == "eval":
         model, family, tok = load_translator(args.model, pick_device(args.device))
         data = load_data(args.seed, tsv=args.tsv)
         data = TranslationData(tok, data.splits)  # the vocabulary the model was trained with
-        metrics = evaluate(model, family, data, args.split, limit=args.limit, beam_size=args.beam)
+        metrics = evaluate(model, family, data, args.split, limit=args.limit, beam_size=args.beam, length_penalty=args.length_penalty)
         print(f"{family} on {args.split}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     else:
-        model, family, tok = load_translator(args.model)
+        model, family, tok = load_translator(args.model, pick_device(args.device))
         for src, out in zip(args.sentences, translate(model, family, tok, args.sentences, beam_size=args.beam)):
             print(f"{src}\t{out}")
 
