@@ -1,0 +1,223 @@
+"""Lesson 05's translator, trained and evaluated in full mode on the machine in front of you.
+
+    python benchmarks/translator.py                     # encoder-decoder: train (2000 steps) + evaluate
+    python benchmarks/translator.py --compare           # + decoder-only and prefix-LM at matched size
+    python benchmarks/translator.py --device cuda       # on a GPU (Colab T4, ...)
+    python benchmarks/translator.py --quick --out /tmp/t   # smoke test: 30 steps, 100 sentences
+
+Trains the encoder-decoder with the lesson's configuration (course_lib.translate.model_configs and
+default_train_config, full mode), then reports BLEU / chrF / exact match with greedy decoding and
+length-normalised beam search (beam 4) on valid, test and long, next to the word-by-word
+dictionary baseline. Targets (the course's issue): at most 5M parameters, test BLEU >= 95 and
+exact match >= 90% after at most 10 minutes of training on a 2-core CPU.
+
+Writes ``<out>/translator-<hardware-slug>.json`` (every number) and ``.md`` (a table) and prints
+the table. Wall time on a shared machine is inflated by other processes: the files also record
+the process CPU time and the load average. It is a measurement, not a test: it exits 0 either way.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script from a plain checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from course_lib import en_fr  # noqa: E402
+from course_lib.translate import (FAMILIES, default_train_config, evaluate, load_data, model_configs,  # noqa: E402
+                                  save_translator, train_translator, training_flops_6n, training_flops_per_sequence)
+
+TARGETS = {"params_max": 5_000_000, "bleu_min": 95.0, "exact_min": 90.0, "train_s_max": 600.0}
+SPLITS = ("valid", "test", "long")
+DECODERS = {"greedy": dict(beam_size=1), "beam4": dict(beam_size=4, length_penalty=1.0)}
+
+
+def hardware() -> dict:
+    try:
+        from course_lib.bench import hardware_info
+
+        return hardware_info()
+    except ImportError:  # pragma: no cover - an older checkout
+        import platform
+
+        return {"cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+                "cpu_cores_usable": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                "torch": torch.__version__, "python": platform.python_version(), "os": platform.platform(terse=True),
+                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def slugify(info: dict, device: torch.device, quick: bool) -> str:
+    name = info["gpu"] if device.type == "cuda" and info.get("gpu") else f"{info['cpu']} {info['torch_threads']}threads"
+    name = re.sub(r"\((r|tm|c)\)|\bcpu\b|@.*?ghz", " ", name.lower())
+    slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown"
+    return "translator-" + slug + ("-quick" if quick else "")
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - Windows
+        return []
+
+
+def run_family(family: str, data, device: torch.device, *, steps: int, limit: int | None, decoders: dict, progress: bool) -> dict:
+    cfg = model_configs(data.tokenizer.vocab_size)[family]
+    tcfg = default_train_config(steps=steps, device=str(device), progress=progress)
+    load_before = _load()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    model, history = train_translator(family, data, cfg, tcfg)
+    train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    model.eval()
+    row = {
+        "family": family,
+        "model_config": cfg.to_dict(),
+        "train_config": {k: v for k, v in vars(tcfg).items() if k not in ("device", "progress")},
+        "params_non_embedding": model.num_parameters(),
+        "params_total": model.num_parameters(non_embedding=False),
+        "train_wall_s": train_s,
+        "train_cpu_s": train_cpu_s,
+        "s_per_step": train_s / steps,
+        "load_average_before": load_before,
+        "load_average_after": _load(),
+        "final_train_loss": history[-1]["loss"],
+        "metrics": {},
+        "decode_s": {},
+    }
+    for name, kw in decoders.items():
+        for split in SPLITS:
+            t0 = time.perf_counter()
+            row["metrics"][f"{split}/{name}"] = evaluate(model, family, data, split, limit=limit, **kw)
+            row["decode_s"][f"{split}/{name}"] = time.perf_counter() - t0
+    ids = data.ids("train")[:32]
+    src_len = statistics.mean(len(s) for s, _ in data.ids("train"))
+    tgt_len = statistics.mean(len(t) for _, t in data.ids("train"))
+    model.cpu().train()
+    row["train_flops_per_seq_counted"] = training_flops_per_sequence(model, family, ids)
+    row["train_flops_per_seq_6n"] = training_flops_6n(model, family, statistics.mean(len(s) for s, _ in ids), statistics.mean(len(t) for _, t in ids))
+    row["train_flops_per_seq_6n_all_train"] = training_flops_6n(model, family, src_len, tgt_len)
+    return row, model
+
+
+def render_markdown(report: dict) -> str:
+    hw = report["hardware"]
+    lines = [
+        f"# Translator benchmark: {report['slug']}",
+        "",
+        f"- hardware: {hw['cpu']} ({hw['cpu_cores_usable']} usable cores, {hw['torch_threads']} torch threads)"
+        + (f", GPU {hw['gpu']}" if hw.get("gpu") else ""),
+        f"- device: {report['device']}; torch {hw['torch']}; Python {hw['python']}; {hw['os']}",
+        f"- date: {report['date']}",
+        f"- command: `{report['command']}`",
+        f"- data: generated English→French fragment, {report['data']['sizes']}; vocabulary {report['data']['vocab_size']} words",
+        "",
+        "## Quality",
+        "",
+        "| model | params (non-emb.) | steps | train wall s | train CPU s | decoding | split | BLEU | chrF | exact % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    b = report["baseline"]
+    lines.append(f"| word-by-word dictionary | - | - | - | - | - | test | {b['bleu']:.2f} | {b['chrf']:.2f} | {b['exact']:.1f} |")
+    for row in report["families"]:
+        for key, m in row["metrics"].items():
+            split, dec = key.split("/")
+            lines.append(f"| {row['family']} | {row['params_non_embedding']:,} | {row['train_config']['steps']} | "
+                         f"{row['train_wall_s']:.0f} | {row['train_cpu_s']:.0f} | {dec} | {split} | {m['bleu']:.2f} | {m['chrf']:.2f} | {m['exact']:.1f} |")
+    lines += ["", "## Targets (encoder-decoder, test split)", "", "| target | measured | verdict |", "|---|---|---|"]
+    for name, (measured, target, ok) in report["targets"].items():
+        lines.append(f"| {name} {target} | {measured} | {'PASS' if ok else 'FAIL'} |")
+    lines += ["", "## Training cost per sequence", "",
+              "| model | FLOPs counted (FlopCounterMode, incl. attention and output layer) | 6·N·tokens | s/step |", "|---|---|---|---|"]
+    for row in report["families"]:
+        lines.append(f"| {row['family']} | {row['train_flops_per_seq_counted']:.3e} | {row['train_flops_per_seq_6n']:.3e} | {row['s_per_step']:.3f} |")
+    lines += ["", f"Load average before / after training: "
+              + "; ".join(f"{r['family']} {r['load_average_before']} / {r['load_average_after']}" for r in report["families"]),
+              "", "Wall time on a machine shared with other work is inflated; CPU time counts this process only "
+              "(all its threads).", ""]
+    if report["device"] == "cpu" and not hw.get("gpu"):
+        lines += ["## GPU", "", "pending: no GPU lent to this session. Run `python benchmarks/translator.py --device cuda` "
+                  "on one (e.g. a Colab T4) to add its file here.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default: cpu)")
+    p.add_argument("--compare", action="store_true", help="also train the decoder-only and prefix-LM models (same data, steps)")
+    p.add_argument("--quick", action="store_true", help="30 steps, 100 sentences per split: a smoke test")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the lesson's full-mode schedule)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
+    p.add_argument("--save", default=None, help="also save the trained encoder-decoder here (use runs/...: git-ignored)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    os.environ.pop("COURSE_FAST", None)  # full mode: the lesson's real schedule
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    steps = args.steps or (30 if args.quick else default_train_config().steps)
+    limit = 100 if args.quick else None
+
+    t0 = time.perf_counter()
+    data = load_data(seed=0)
+    data_s = time.perf_counter() - t0
+    baseline = en_fr.dictionary_baseline(data.splits["train"])
+    test = data.splits["test"][:limit]
+    hyps, refs = [baseline(en) for en, _ in test], [fr for _, fr in test]
+    base = {"bleu": en_fr.corpus_bleu(hyps, refs), "chrf": en_fr.corpus_chrf(hyps, refs), "exact": 100 * en_fr.exact_match(hyps, refs)}
+
+    rows = []
+    for family in FAMILIES if args.compare else ("encdec",):
+        decoders = DECODERS if family == "encdec" else {"greedy": DECODERS["greedy"]}
+        row, model = run_family(family, data, device, steps=steps, limit=limit, decoders=decoders, progress=not args.no_progress)
+        rows.append(row)
+        print(f"{family}: {row['train_wall_s']:.0f} s wall, {row['train_cpu_s']:.0f} s CPU; "
+              + ", ".join(f"{k} BLEU {v['bleu']:.2f} exact {v['exact']:.1f}" for k, v in row["metrics"].items()), flush=True)
+        if family == "encdec" and args.save:
+            save_translator(args.save, model, family, data.tokenizer)
+
+    ed = rows[0]
+    test_m = ed["metrics"]["test/greedy"]
+    targets = {
+        "non-embedding params <=": (f"{ed['params_non_embedding']:,} ({ed['params_total']:,} with embeddings)", f"{TARGETS['params_max']:,}",
+                                    ed["params_total"] <= TARGETS["params_max"]),
+        "test BLEU (greedy) >=": (f"{test_m['bleu']:.2f}", TARGETS["bleu_min"], test_m["bleu"] >= TARGETS["bleu_min"]),
+        "test exact match % (greedy) >=": (f"{test_m['exact']:.1f}", TARGETS["exact_min"], test_m["exact"] >= TARGETS["exact_min"]),
+        "training wall time s <=": (f"{ed['train_wall_s']:.0f} ({ed['train_cpu_s']:.0f} s CPU)", TARGETS["train_s_max"],
+                                    ed["train_wall_s"] <= TARGETS["train_s_max"]),
+    }
+    info = hardware()
+    report = {
+        "slug": slugify(info, device, args.quick),
+        "hardware": info,
+        "device": str(device),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/translator.py", *(sys.argv[1:] if argv is None else argv)]),
+        "quick": args.quick,
+        "data": {"sizes": {k: len(v) for k, v in data.splits.items()}, "vocab_size": data.tokenizer.vocab_size, "generate_s": data_s},
+        "baseline": base,
+        "families": rows,
+        "targets": targets,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{report['slug']}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    md = render_markdown(report)
+    (out / f"{report['slug']}.md").write_text(md, encoding="utf-8")
+    print(md)
+    print(f"wrote {out / report['slug']}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
