@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import re
 import shlex
 import sys
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import DecoderOnly, EncoderDecoder, ModelConfig, MultiHeadAttention, causal_mask, generate
-from course_lib.bench import compare, hardware_info
+from course_lib.bench import compare, hardware_info, save_report
 
 TARGETS = {  # name -> (comparison, value)
     "mha_no_mask": ("<=", 1.10),  # time ours / theirs
@@ -320,13 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": repeat,
         "results": results,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{report['slug']}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    md = render_markdown(report)
-    (out / f"{report['slug']}.md").write_text(md, encoding="utf-8")
-    print(md)
-    print(f"wrote {out / report['slug']}.json and .md")
+    save_report(report, args.out, render_markdown(report))
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import re
 import shlex
@@ -34,26 +33,13 @@ if __package__ in (None, ""):  # run as a script from a plain checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from course_lib import en_fr  # noqa: E402
+from course_lib.bench import hardware_info, save_report  # noqa: E402
 from course_lib.translate import (FAMILIES, default_train_config, evaluate, load_data, model_configs,  # noqa: E402
                                   save_translator, train_translator, training_flops_6n, training_flops_per_sequence)
 
 TARGETS = {"params_max": 5_000_000, "bleu_min": 95.0, "exact_min": 90.0, "train_s_max": 600.0}
 SPLITS = ("valid", "test", "long")
 DECODERS = {"greedy": dict(beam_size=1), "beam4": dict(beam_size=4, length_penalty=1.0)}
-
-
-def hardware() -> dict:
-    try:
-        from course_lib.bench import hardware_info
-
-        return hardware_info()
-    except ImportError:  # pragma: no cover - an older checkout
-        import platform
-
-        return {"cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
-                "cpu_cores_usable": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                "torch": torch.__version__, "python": platform.python_version(), "os": platform.platform(terse=True),
-                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def slugify(info: dict, device: torch.device, quick: bool) -> str:
@@ -139,7 +125,7 @@ def render_markdown(report: dict) -> str:
               "| model | FLOPs counted (FlopCounterMode, incl. attention and output layer) | 6·N·tokens | s/step |", "|---|---|---|---|"]
     for row in report["families"]:
         lines.append(f"| {row['family']} | {row['train_flops_per_seq_counted']:.3e} | {row['train_flops_per_seq_6n']:.3e} | {row['s_per_step']:.3f} |")
-    lines += ["", f"Load average before / after training: "
+    lines += ["", "Load average before / after training: "
               + "; ".join(f"{r['family']} {r['load_average_before']} / {r['load_average_after']}" for r in report["families"]),
               "", "Wall time on a machine shared with other work is inflated; CPU time counts this process only "
               "(all its threads).", ""]
@@ -196,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "training wall time s <=": (f"{ed['train_wall_s']:.0f} ({ed['train_cpu_s']:.0f} s CPU)", TARGETS["train_s_max"],
                                     ed["train_wall_s"] <= TARGETS["train_s_max"]),
     }
-    info = hardware()
+    info = hardware_info()
     report = {
         "slug": slugify(info, device, args.quick),
         "hardware": info,
@@ -209,13 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "families": rows,
         "targets": targets,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{report['slug']}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    md = render_markdown(report)
-    (out / f"{report['slug']}.md").write_text(md, encoding="utf-8")
-    print(md)
-    print(f"wrote {out / report['slug']}.json and .md")
+    save_report(report, args.out, render_markdown(report))
     return 0
 
 

@@ -6,10 +6,12 @@ the interquartile range, warm up first, and compare two functions by *interleavi
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -124,4 +126,17 @@ def hardware_info() -> dict[str, Any]:
     return info
 
 
-__all__ = ["time_fn", "compare", "hardware_info"]
+def save_report(report: dict[str, Any], out: str | os.PathLike, markdown: str) -> Path:
+    """Write ``<out>/<report['slug']>.json`` (every number) and ``.md`` (the table), print the
+    table, and return the JSON path: the one way every benchmark script saves its results."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{report['slug']}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    path.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    print(f"wrote {path} and .md")
+    return path
+
+
+__all__ = ["time_fn", "compare", "hardware_info", "save_report"]

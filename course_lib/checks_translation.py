@@ -26,12 +26,12 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from .checks import _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone
 from .losses import shift_right
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
 from .translate import collate_decoder as _ref_collate_decoder
@@ -120,37 +120,6 @@ def reference_corpus_bleu(hyps: Sequence[str], refs: Sequence[str], max_n: int =
 # --------------------------------------------------------------------------------------------
 # machinery
 # --------------------------------------------------------------------------------------------
-class _NotImplementedYet(Exception):
-    pass
-
-
-class _Fail(Exception):
-    pass
-
-
-@dataclass
-class _Case:
-    name: str
-    args: tuple
-    kwargs: dict = field(default_factory=dict)
-
-
-@dataclass
-class _Variant:
-    fn: Callable[..., Any]
-    hint: str
-
-
-def _clone(obj):
-    if isinstance(obj, Tensor):
-        return obj.clone()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_clone(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _clone(v) for k, v in obj.items()}
-    return obj
-
-
 def _same(a, b, *, atol: float = 1e-5) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return set(a) == set(b) and all(_same(a[k], b[k], atol=atol) for k in b)
@@ -168,22 +137,6 @@ def _same(a, b, *, atol: float = 1e-5) -> bool:
         a, b = a.double(), b.double()
         return torch.equal(a.isinf(), b.isinf()) and torch.allclose(a.nan_to_num(0, 0, 0), b.nan_to_num(0, 0, 0), atol=atol, rtol=1e-5)
     return torch.equal(a.long(), b.long())
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    text = text if len(text) <= 200 else text[:197] + "..."
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _call(name: str, fn: Callable, case: _Case):
-    try:
-        with torch.no_grad():
-            return fn(*_clone(case.args), **_clone(case.kwargs))
-    except NotImplementedError:
-        raise _NotImplementedYet from None
-    except Exception as e:  # noqa: BLE001 - any learner error becomes one friendly sentence
-        raise _Fail(f"{name} raised {_one_line(e).rstrip('.')} on the case '{case.name}'; read the error, fix the cell above and run it again.") from None
 
 
 def _run(name: str, fn: Callable, cases: Sequence[_Case], reference: Callable, variants: Sequence[_Variant],

@@ -50,3 +50,21 @@ def test_timing_helpers():
     info = hardware_info()
     for key in ("cpu", "cpu_cores", "torch", "torch_threads", "python", "gpu"):
         assert key in info
+
+
+def test_translator_benchmark_quick(tmp_path):
+    """benchmarks/translator.py end to end on a tiny schedule: it writes one report whose numbers
+    are in range and whose target verdicts follow from them."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "translator.py"), "--quick", "--threads", "1", "--no-progress",
+           "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = tmp_path.glob("*.json")
+    report = json.loads(path.read_text())
+    assert path.with_suffix(".md").is_file() and report["quick"] is True
+    assert 0 <= report["baseline"]["bleu"] <= 100
+    for row in report["families"]:
+        assert row["params_non_embedding"] > 0 and row["train_flops_per_seq_counted"] > 0
+    verdicts = report["targets"]
+    assert verdicts["non-embedding params <="][2] is True  # the lesson's model is far below 5M
+    assert verdicts["test BLEU (greedy) >="][2] is False  # 30 steps cannot translate: a verdict that can fail
