@@ -12,6 +12,7 @@ One concept per module:
 * ``generation`` greedy, sampling, beam search, with and without the cache
 * ``runtime``    seeding, device and dtype choice, fast mode
 * ``tokenizer``  word-level tokenizer with the course's special tokens
+* ``data``       toy transduction tasks (reverse, sort, copy) and batching for lessons 03-04
 * ``en_fr``      the generated English→French fragment, TSV loader, baseline and metrics
 * ``train``      one training loop: AdamW, schedule, AMP, exact checkpoint/resume, DDP
 * ``translate``  the toy translator pipeline for all three families (also a CLI)
