@@ -3,7 +3,10 @@
 nbval's kernels inherit this process's environment, so these settings reach the notebooks too.
 """
 import os
+import socket
 import sys
+
+import pytest
 
 # Training cells shrink their schedules (course_lib.runtime.fast_mode()); a caller may override.
 os.environ.setdefault("COURSE_FAST", "1")
@@ -19,3 +22,12 @@ if "matplotlib" in sys.modules:  # imported before this file by a plugin: switch
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port nobody listens on, for torchrun / gloo tests."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import DecoderOnly, EncoderDecoder, ModelConfig, MultiHeadAttention, causal_mask, generate
-from course_lib.bench import compare, hardware_info, save_report
+from course_lib.bench import compare, hardware_info, hardware_slug, report_header, save_report
 
 TARGETS = {  # name -> (comparison, value)
     "mha_no_mask": ("<=", 1.10),  # time ours / theirs
@@ -241,23 +240,9 @@ def _details(name: str, r: dict) -> str:
     return f"{c['new_tokens']} tokens: cached {r['cached_s']:.3f} s, uncached {r['uncached_s']:.3f} s"
 
 
-def slugify(info: dict, device: torch.device, quick: bool) -> str:
-    name = info["gpu"] if device.type == "cuda" and info.get("gpu") else f"{info['cpu']} {info['torch_threads']}threads"
-    name = re.sub(r"\((r|tm|c)\)|\bcpu\b|@.*?ghz", " ", name.lower())
-    slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown"
-    return slug + ("-quick" if quick else "")
-
-
 def render_markdown(report: dict) -> str:
-    hw = report["hardware"]
     lines = [
-        f"# Benchmarks: {report['slug']}",
-        "",
-        f"- hardware: {hw['cpu']} ({hw['cpu_cores_usable']} usable cores, {hw['torch_threads']} torch threads)"
-        + (f", GPU {hw['gpu']}" if hw.get("gpu") else ""),
-        f"- device: {report['device']}; torch {hw['torch']}; Python {hw['python']}; {hw['os']}",
-        f"- date: {report['date']}",
-        f"- command: `{report['command']}`",
+        *report_header("Benchmarks", report),
         "",
         "| benchmark | measured | target | verdict | details |",
         "|---|---|---|---|---|",
@@ -310,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = hardware_info()
     report = {
-        "slug": slugify(info, device, quick),
+        "slug": hardware_slug(info, device, quick),
         "hardware": info,
         "device": str(device),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

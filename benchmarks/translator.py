@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shlex
 import statistics
 import sys
@@ -33,20 +32,13 @@ if __package__ in (None, ""):  # run as a script from a plain checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from course_lib import en_fr  # noqa: E402
-from course_lib.bench import hardware_info, save_report  # noqa: E402
+from course_lib.bench import hardware_info, hardware_slug, report_header, save_report  # noqa: E402
 from course_lib.translate import (FAMILIES, default_train_config, evaluate, load_data, model_configs,  # noqa: E402
                                   save_translator, train_translator, training_flops_6n, training_flops_per_sequence)
 
 TARGETS = {"params_max": 5_000_000, "bleu_min": 95.0, "exact_min": 90.0, "train_s_max": 600.0}
 SPLITS = ("valid", "test", "long")
 DECODERS = {"greedy": dict(beam_size=1), "beam4": dict(beam_size=4, length_penalty=1.0)}
-
-
-def slugify(info: dict, device: torch.device, quick: bool) -> str:
-    name = info["gpu"] if device.type == "cuda" and info.get("gpu") else f"{info['cpu']} {info['torch_threads']}threads"
-    name = re.sub(r"\((r|tm|c)\)|\bcpu\b|@.*?ghz", " ", name.lower())
-    slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown"
-    return "translator-" + slug + ("-quick" if quick else "")
 
 
 def _load() -> list[float]:
@@ -95,15 +87,8 @@ def run_family(family: str, data, device: torch.device, *, steps: int, limit: in
 
 
 def render_markdown(report: dict) -> str:
-    hw = report["hardware"]
     lines = [
-        f"# Translator benchmark: {report['slug']}",
-        "",
-        f"- hardware: {hw['cpu']} ({hw['cpu_cores_usable']} usable cores, {hw['torch_threads']} torch threads)"
-        + (f", GPU {hw['gpu']}" if hw.get("gpu") else ""),
-        f"- device: {report['device']}; torch {hw['torch']}; Python {hw['python']}; {hw['os']}",
-        f"- date: {report['date']}",
-        f"- command: `{report['command']}`",
+        *report_header("Translator benchmark", report),
         f"- data: generated English→French fragment, {report['data']['sizes']}; vocabulary {report['data']['vocab_size']} words",
         "",
         "## Quality",
@@ -129,7 +114,7 @@ def render_markdown(report: dict) -> str:
               + "; ".join(f"{r['family']} {r['load_average_before']} / {r['load_average_after']}" for r in report["families"]),
               "", "Wall time on a machine shared with other work is inflated; CPU time counts this process only "
               "(all its threads).", ""]
-    if report["device"] == "cpu" and not hw.get("gpu"):
+    if report["device"] == "cpu" and not report["hardware"].get("gpu"):
         lines += ["## GPU", "", "pending: no GPU lent to this session. Run `python benchmarks/translator.py --device cuda` "
                   "on one (e.g. a Colab T4) to add its file here.", ""]
     return "\n".join(lines)
@@ -184,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     info = hardware_info()
     report = {
-        "slug": slugify(info, device, args.quick),
+        "slug": "translator-" + hardware_slug(info, device, args.quick),
         "hardware": info,
         "device": str(device),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
@@ -126,6 +127,30 @@ def hardware_info() -> dict[str, Any]:
     return info
 
 
+def hardware_slug(info: dict[str, Any], device: torch.device | str, quick: bool = False) -> str:
+    """A file-name-safe name for the machine: the GPU on CUDA, else the CPU model and thread count
+    (``amd-epyc-1threads``, ``tesla-t4``); ``-quick`` for smoke runs."""
+    cuda = torch.device(device).type == "cuda"
+    name = info["gpu"] if cuda and info.get("gpu") else f"{info['cpu']} {info['torch_threads']}threads"
+    name = re.sub(r"\((r|tm|c)\)|\bcpu\b|@.*?ghz", " ", name.lower())
+    slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown"
+    return slug + ("-quick" if quick else "")
+
+
+def report_header(title: str, report: dict[str, Any]) -> list[str]:
+    """The Markdown lines that open every results table: title, hardware, device, date, command."""
+    hw = report["hardware"]
+    return [
+        f"# {title}: {report['slug']}",
+        "",
+        f"- hardware: {hw['cpu']} ({hw['cpu_cores_usable']} usable cores, {hw['torch_threads']} torch threads)"
+        + (f", GPU {hw['gpu']}" if hw.get("gpu") else ""),
+        f"- device: {report['device']}; torch {hw['torch']}; Python {hw['python']}; {hw['os']}",
+        f"- date: {report['date']}",
+        f"- command: `{report['command']}`",
+    ]
+
+
 def save_report(report: dict[str, Any], out: str | os.PathLike, markdown: str) -> Path:
     """Write ``<out>/<report['slug']>.json`` (every number) and ``.md`` (the table), print the
     table, and return the JSON path: the one way every benchmark script saves its results."""
@@ -139,4 +164,4 @@ def save_report(report: dict[str, Any], out: str | os.PathLike, markdown: str) -
     return path
 
 
-__all__ = ["time_fn", "compare", "hardware_info", "save_report"]
+__all__ = ["time_fn", "compare", "hardware_info", "hardware_slug", "report_header", "save_report"]

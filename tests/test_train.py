@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import textwrap
@@ -232,15 +231,9 @@ def ddp_cfg(ckpt_path=None):
                    ckpt_path=ckpt_path, ckpt_every=2)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with the gloo backend is not available")
-def test_ddp_two_processes_match_single_process(tmp_path):
+def test_ddp_two_processes_match_single_process(tmp_path, free_port):
     out, ckpt = tmp_path / "ddp.pt", tmp_path / "ddp_ckpt.pt"
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(f"""
@@ -261,7 +254,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-         "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(script)],
+         "--master_addr=127.0.0.1", f"--master_port={free_port}", str(script)],
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

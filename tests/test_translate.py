@@ -4,7 +4,6 @@ and the command line (single process and a 2-process torchrun)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -219,18 +218,12 @@ def test_cli_help_lists_the_commands(capsys):
         assert cmd in log
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with the gloo backend is not available")
-def test_cli_under_torchrun_two_processes(tmp_path, tiny_tsv):
+def test_cli_under_torchrun_two_processes(tmp_path, tiny_tsv, free_port):
     out = tmp_path / "ddp.pt"
     log = _run(["-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1", "--master_addr=127.0.0.1",
-                f"--master_port={_free_port()}", "-m", "course_lib.translate", "train", "--tsv", str(tiny_tsv[0]),
+                f"--master_port={free_port}", "-m", "course_lib.translate", "train", "--tsv", str(tiny_tsv[0]),
                 "--steps", "3", "--batch-size", "8", "--no-progress", "--out", str(out)], timeout=180)
     assert log.count("saved") == 1  # rank 0 only
     model, family, tok = load_translator(str(out))
