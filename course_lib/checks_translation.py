@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .checks import _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone
+from .generation import beam_step as reference_beam_step  # the library's step, as beam_search uses it
 from .losses import shift_right
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
 from .translate import collate_decoder as _ref_collate_decoder
@@ -52,22 +53,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # references that the library has no function of the same shape for
 # --------------------------------------------------------------------------------------------
-def reference_beam_step(scores: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """One step of beam search (as inside :func:`course_lib.generation.beam_search`).
-
-    ``scores (B, K)``: total log-probability of each beam so far; ``logp (B*K, V)``: log-probabilities
-    of the next token for every beam (rows ``b*K ... b*K + K-1`` belong to input ``b``). Every beam
-    may continue with every token, so there are ``K*V`` candidates per input, scored
-    ``scores[b, k] + logp[b*K + k, v]``; keep the best ``K``. Candidate ``c`` in ``0 .. K*V-1``
-    is beam ``c // V``, token ``c % V``.
-    """
-    B, K = scores.shape
-    V = logp.shape[-1]
-    total = (scores.reshape(B * K, 1) + logp).reshape(B, K * V)
-    new_scores, flat = total.topk(K, dim=-1)
-    return new_scores, flat // V, flat % V
-
-
 def _ngrams(tokens: Sequence[str], n: int) -> Counter:
     return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 

@@ -26,13 +26,13 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Callable
 
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID = 0, 1, 2, 3, 4, 5
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIALS, pad_batch
+
 #: First id that is not a special token: symbol tasks use ids FIRST_ID, FIRST_ID + 1, ...
-FIRST_ID = 6
+FIRST_ID = len(SPECIALS)
 
 Pair = tuple[list[int], list[int]]
 
@@ -143,15 +143,6 @@ class SeqPairDataset(Dataset):
         return f"SeqPairDataset({len(self)} pairs)"
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> Tensor:
-    t = max((len(s) for s in seqs), default=0)
-    out = torch.full((len(seqs), t), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            out[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-    return out
-
-
 def collate_pairs(batch: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = PAD_ID, bos_id: int = BOS_ID,
                   eos_id: int = EOS_ID) -> dict[str, Tensor]:
     """Pad a list of ``(src, tgt)`` id lists into a teacher-forcing batch.
@@ -169,9 +160,9 @@ def collate_pairs(batch: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: 
     srcs = [list(s) for s, _ in batch]
     tgts = [list(t) for _, t in batch]
     return {
-        "src": _pad(srcs, pad_id),
-        "tgt_in": _pad([[bos_id] + t for t in tgts], pad_id),
-        "tgt_out": _pad([t + [eos_id] for t in tgts], pad_id),
+        "src": pad_batch(srcs, pad_id),
+        "tgt_in": pad_batch([[bos_id] + t for t in tgts], pad_id),
+        "tgt_out": pad_batch([t + [eos_id] for t in tgts], pad_id),
     }
 
 
@@ -190,7 +181,7 @@ def lm_collate(batch: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> dict[str
     """
     if len(batch) == 0:
         raise ValueError("lm_collate got an empty batch.")
-    return {"tokens": _pad([list(s) for s in batch], pad_id)}
+    return {"tokens": pad_batch([list(s) for s in batch], pad_id)}
 
 
 # ---------------------------------------------------------------------------------------------

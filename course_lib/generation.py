@@ -131,6 +131,22 @@ def generate(
     return torch.stack(out, dim=1)
 
 
+def beam_step(scores: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of beam search: extend every beam by every token and keep the best ``K``.
+
+    ``scores (B, K)``: total log-probability of each beam so far; ``logp (B*K, V)``: next-token
+    log-probabilities of every beam (rows ``b*K ... b*K + K-1`` belong to input ``b``). A candidate
+    scores ``scores[b, k] + logp[b*K + k, v]`` (log-probabilities add up). Returns
+    ``(new_scores, beam, token)``, each ``(B, K)``, best first: candidate ``c`` of the flattened
+    ``K*V`` is beam ``c // V``, token ``c % V``.
+    """
+    B, K = scores.shape
+    V = logp.shape[-1]
+    total = (scores.reshape(B * K, 1) + logp).reshape(B, K * V)
+    new_scores, flat = total.topk(K, dim=-1)
+    return new_scores, flat // V, flat % V
+
+
 @torch.no_grad()
 def beam_search(
     model,
@@ -158,7 +174,6 @@ def beam_search(
     device = inputs.device
     stepper = _Stepper(model, inputs.repeat_interleave(K, dim=0), use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm)
     logp = F.log_softmax(stepper.start().float(), dim=-1)  # (B*K, V)
-    V = logp.shape[-1]
     scores = torch.zeros(B, K, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     seqs = torch.empty(B * K, 0, dtype=torch.long, device=device)
@@ -169,9 +184,7 @@ def beam_search(
         frozen = torch.full_like(logp, float("-inf"))
         frozen[:, pad_id] = 0.0
         logp = torch.where(done[:, None], frozen, logp)
-        total = (scores.view(-1, 1) + logp).view(B, K * V)
-        scores, flat = total.topk(K, dim=-1)  # (B, K)
-        beam, token = flat // V, flat % V
+        scores, beam, token = beam_step(scores, logp)  # each (B, K)
         rows = (torch.arange(B, device=device)[:, None] * K + beam).view(-1)
         token = token.view(-1)
         seqs = torch.cat([seqs.index_select(0, rows), token[:, None]], dim=1)
