@@ -1,0 +1,342 @@
+"""Checks for lesson 01: attention, masks, heads, cross-attention."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from ..attention import MultiHeadAttention
+from ..attention import scaled_dot_product_attention as _ref_sdpa
+from ..masks import causal_mask as _ref_causal_mask
+from ..masks import padding_mask as _ref_padding_mask
+from ..masks import prefix_mask as _ref_prefix_mask
+
+from ._core import (_CHECKS, NINF, PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID, SPECIAL_IDS, _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone, _diagnose, _fmt, _gen, _logits_case, _MEAN, _nll, _ok, _one_line, _padded_tokens, _pads_ignored, _pending, _randn, _run, _same, _shape, register)  # noqa: F401
+
+__all__ = ["check_scaled_dot_product_attention", "check_causal_mask", "check_padding_mask", "check_prefix_mask", "check_split_heads", "check_merge_heads", "check_cross_attention", "reference_split_heads", "reference_merge_heads", "reference_cross_attention"]
+
+
+# references for the exercises that have no function of the same shape in the library
+# --------------------------------------------------------------------------------------------
+def reference_split_heads(x: Tensor, n_heads: int) -> Tensor:
+    """``(B, T, H*D) -> (B, H, T, D)``: head h gets features ``h*D … (h+1)*D - 1``."""
+    return rearrange(x, "b t (h d) -> b h t d", h=n_heads)
+
+
+def reference_merge_heads(x: Tensor) -> Tensor:
+    """``(B, H, T, D) -> (B, T, H*D)``, the inverse of :func:`reference_split_heads`."""
+    return rearrange(x, "b h t d -> b t (h d)")
+
+
+def _mha_from_matrices(w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_heads: int) -> MultiHeadAttention:
+    """A :class:`MultiHeadAttention` (no biases) computing ``Q = x @ w_q`` etc."""
+    d = w_q.shape[0]
+    mha = MultiHeadAttention(d, n_heads, bias=False)
+    with torch.no_grad():
+        mha.in_proj.weight.copy_(torch.cat([w_q.T, w_k.T, w_v.T], dim=0))  # nn.Linear computes x @ W.T
+        mha.out_proj.weight.copy_(w_o.T)
+    return mha.eval()
+
+
+def reference_cross_attention(
+    x: Tensor, context: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_heads: int, context_mask: Tensor | None = None
+) -> Tensor:
+    """Cross-attention with the library's :class:`MultiHeadAttention` (weights copied in):
+    queries from the decoder stream ``x (B, T, d)``, keys/values from ``context (B, S, d)``."""
+    with torch.no_grad():
+        return _mha_from_matrices(w_q, w_k, w_v, w_o, n_heads)(x, context=context, mask=context_mask)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. scaled dot-product attention
+# --------------------------------------------------------------------------------------------
+def _sdpa_formula(q, k, v, mask=None, *, scale="sqrt_dk", fill="ninf", axis=-1, empty="zero", weights_only=False):
+    d = {"sqrt_dk": math.sqrt(q.shape[-1]), "none": 1.0, "dk": float(q.shape[-1]), "sqrt_dv": math.sqrt(v.shape[-1])}[scale]
+    s = q @ k.transpose(-2, -1) / d
+    if mask is not None:
+        if fill == "ninf":
+            s = s.masked_fill(~mask, NINF)
+        elif fill == "inverted":
+            s = s.masked_fill(mask, NINF)
+        elif fill == "zero":
+            s = s.masked_fill(~mask, 0.0)
+        elif fill == "big":
+            s = s.masked_fill(~mask, -1e9)
+    w = s.softmax(dim=axis)
+    if mask is not None and fill == "after":
+        w = w.masked_fill(~mask, 0.0)
+    if empty == "zero":
+        w = torch.nan_to_num(w, nan=0.0)
+    return w if weights_only else w @ v
+
+
+_SDPA_VARIANTS = [
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, scale="none"),
+             "the scores are not divided by √d_k; compute softmax(Q Kᵀ / √d_k) V with d_k = q.shape[-1]."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, scale="dk"),
+             "the scores are divided by d_k instead of √d_k; use math.sqrt(d_k)."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, scale="sqrt_dv"),
+             "the scores are scaled with the size of V; divide by √d_k, where d_k = q.shape[-1] is the size of the queries and keys."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, axis=-2),
+             "the softmax runs over the wrong axis; normalise over the keys (dim=-1), so each query's weights sum to 1."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="after"),
+             "the mask is applied after the softmax, so the remaining weights no longer sum to 1; fill masked scores with -inf before the softmax."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="inverted"),
+             "the mask is inverted: True means 'may attend', so fill the scores where the mask is False (`~mask`) with -inf."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="zero"),
+             "masked scores are set to 0 instead of -inf, and a score of 0 still gets probability; use scores.masked_fill(~mask, float('-inf'))."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, empty="nan"),
+             "a query whose keys are all masked gives NaN (the softmax of a row of -inf); give such rows an output of zeros, e.g. weights = torch.nan_to_num(weights)."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="big"),
+             "a query whose keys are all masked should get an output of zeros, not the average of all values; zero the weights of rows with no visible key."),
+    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, weights_only=True),
+             "you returned the attention weights {got}; multiply them by V to get the output {expected}."),
+]
+
+
+def _sdpa_cases() -> list[_Case]:
+    g = _gen(101)
+    cases = [_Case("no mask, (B, H, T, d) inputs", (_randn(g, 2, 2, 4, 8), _randn(g, 2, 2, 4, 8), _randn(g, 2, 2, 4, 6)))]
+    cases.append(_Case("a causal mask (T, T)", (_randn(g, 2, 3, 5, 8), _randn(g, 2, 3, 5, 8), _randn(g, 2, 3, 5, 8), _ref_causal_mask(5))))
+    pad = _ref_padding_mask(_padded_tokens(g, [6, 3], 6))
+    cases.append(_Case("a padding mask (B, 1, 1, T_k) with T_q != T_k", (_randn(g, 2, 2, 3, 8), _randn(g, 2, 2, 6, 8), _randn(g, 2, 2, 6, 4), pad)))
+    cases.append(_Case("a batch of one with a single query and key", (_randn(g, 1, 1, 1, 8), _randn(g, 1, 1, 1, 8), _randn(g, 1, 1, 1, 8))))
+    cases.append(_Case("3-D inputs (B, T, d) without a head axis", (_randn(g, 3, 4, 16), _randn(g, 3, 5, 16), _randn(g, 3, 5, 16))))
+    full = torch.ones(2, 1, 4, 5, dtype=torch.bool)
+    full[0, 0, 1] = False  # query 1 of the first sequence may see no key at all
+    full[1, 0, :, 3:] = False
+    cases.append(_Case("a fully masked query row", (_randn(g, 2, 1, 4, 8), _randn(g, 2, 1, 5, 8), _randn(g, 2, 1, 5, 8), full)))
+    return cases
+
+
+@register("scaled_dot_product_attention")
+def check_scaled_dot_product_attention(fn: Callable) -> bool:
+    """Check ``fn(q, k, v, mask=None) -> softmax(QKᵀ/√d_k, masked) V`` (a query with no visible key -> zeros)."""
+
+    def ref(q, k, v, mask=None):
+        return _ref_sdpa(q, k, v, mask)
+
+    def learner(q, k, v, mask=None):
+        out = fn(q, k, v) if mask is None else fn(q, k, v, mask)
+        if isinstance(out, tuple) and len(out) == 2:  # (out, weights) is fine too
+            out = out[0]
+        return out
+
+    if not callable(fn):
+        return _run("scaled_dot_product_attention", fn, [], ref, [])
+    return _run("scaled_dot_product_attention", learner, _sdpa_cases(), ref, _SDPA_VARIANTS)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. masks
+# --------------------------------------------------------------------------------------------
+_INVERTED = "the mask is inverted: True must mean 'may attend' (and False 'hidden'), so flip it with `~`."
+
+_CAUSAL_VARIANTS = [
+    _Variant(lambda t: torch.ones(t, t, dtype=torch.bool).tril(-1),
+             "the diagonal is missing: every position must also attend to itself (j <= i), so use tril with diagonal=0."),
+    _Variant(lambda t: torch.ones(t, t, dtype=torch.bool).tril(1),
+             "one future token is visible: query i may see keys j <= i, not j <= i + 1."),
+    _Variant(lambda t: torch.ones(t, t, dtype=torch.bool).triu(1), _INVERTED),
+    _Variant(lambda t: torch.ones(t, t, dtype=torch.bool).triu(),
+             "the mask is transposed: query i (row) sees keys j >= i, the future; keep the lower triangle (torch.tril)."),
+    _Variant(lambda t: torch.ones(t, t, dtype=torch.bool),
+             "every key is visible, which is the encoder's mask; a decoder must hide the future keys j > i."),
+]
+
+
+@register("causal_mask")
+def check_causal_mask(fn: Callable) -> bool:
+    """Check ``fn(t) -> bool (t, t)`` with True where key j <= query i."""
+    cases = [_Case(f"t={t}", (t,)) for t in (4, 1, 2, 7)]
+    cases[1].name = "t=1 (a single position)"
+    return _run("causal_mask", fn, cases, lambda t: _ref_causal_mask(t), _CAUSAL_VARIANTS, is_mask=True)
+
+
+_PADDING_VARIANTS = [
+    _Variant(lambda tok, pad_id=0: (tok == pad_id)[:, None, None, :], _INVERTED),
+    _Variant(lambda tok, pad_id=0: tok != pad_id,
+             "the mask has shape {got} but must be (B, 1, 1, T) so it broadcasts over heads and queries: index it with [:, None, None, :]."),
+    _Variant(lambda tok, pad_id=0: (tok != pad_id)[:, None, :, None],
+             "the mask hides padded *queries* (shape {got}); it must hide padded *keys*, shape (B, 1, 1, T)."),
+    _Variant(lambda tok, pad_id=0: (tok != pad_id)[:, None, :],
+             "the mask has shape {got} but must be (B, 1, 1, T), one axis for heads and one for queries: index it with [:, None, None, :]."),
+    _Variant(lambda tok, pad_id=0: (tok != 0)[:, None, None, :],
+             "the pad_id argument is ignored; compare the tokens with pad_id, not with 0."),
+    _Variant(lambda tok, pad_id=0: (tok == pad_id)[:, None, :],
+             "the mask is inverted and has shape {got}: True must mean 'may attend', and the shape must be (B, 1, 1, T)."),
+]
+
+
+@register("padding_mask")
+def check_padding_mask(fn: Callable) -> bool:
+    """Check ``fn(tokens, pad_id=0) -> bool (B, 1, 1, T)``, True on real (non-pad) tokens."""
+    g = _gen(202)
+    cases = [
+        _Case("a right-padded batch", (_padded_tokens(g, [5, 3, 1], 5),)),
+        _Case("no padding at all", (_padded_tokens(g, [4, 4], 4),)),
+        _Case("a batch of one, length one", (_padded_tokens(g, [1], 1),)),
+        _Case("a row that is all padding", (_padded_tokens(g, [3, 0], 3),)),
+    ]
+    toks = _padded_tokens(g, [4, 2], 4) + 3  # pad 0 -> 3; ids now >= 3, with 9 used as the pad
+    toks[0, 1] = 0  # an id 0 that is *not* padding here
+    toks[toks == 3] = 9
+    cases.append(_Case("pad_id=9 passed as the second argument", (toks, 9)))
+    return _run("padding_mask", fn, cases, _ref_padding_mask, _PADDING_VARIANTS, is_mask=True)
+
+
+def _tri(t: int) -> Tensor:
+    return torch.ones(t, t, dtype=torch.bool).tril()
+
+
+_PREFIX_VARIANTS = [
+    _Variant(lambda t, p: _tri(t),
+             "the prefix is not bidirectional: every query must see all prefix keys j < prefix_len (and the rest causally)."),
+    _Variant(lambda t, p: _tri(t) | (torch.arange(t) < p)[:, None],
+             "queries inside the prefix see the tokens after it (the future); make the prefix *keys* visible, i.e. columns j < prefix_len, not rows."),
+    _Variant(lambda t, p: _tri(t) | (torch.arange(t) <= p)[None, :],
+             "off by one: the prefix is keys 0 … prefix_len - 1, so use j < prefix_len, not j <= prefix_len."),
+    _Variant(lambda t, p: _tri(t) | (torch.arange(t) < p - 1)[None, :],
+             "off by one: the prefix is keys 0 … prefix_len - 1, so use j < prefix_len, not j < prefix_len - 1."),
+    _Variant(lambda t, p: ~(_tri(t) | (torch.arange(t) < p)[None, :]), _INVERTED),
+    _Variant(lambda t, p: torch.ones(t, t, dtype=torch.bool),
+             "everything is visible: after the prefix the mask must be causal (query i sees keys j <= i)."),
+    _Variant(lambda t, p: (_tri(t) | (torch.arange(t) < p)[None, :]) & ((torch.arange(t) < p)[:, None] & (torch.arange(t) < p)[None, :]),
+             "positions after the prefix see nothing: they must see the whole prefix plus themselves and earlier positions (causal)."),
+]
+
+
+@register("prefix_mask")
+def check_prefix_mask(fn: Callable) -> bool:
+    """Check ``fn(t, prefix_len) -> bool (t, t)``: the prefix keys are visible to all, the rest is causal."""
+    cases = [
+        _Case("t=6, prefix_len=3", (6, 3)),
+        _Case("t=5, prefix_len=2", (5, 2)),
+        _Case("prefix_len=0 (plain causal)", (4, 0)),
+        _Case("prefix_len=t (fully bidirectional)", (4, 4)),
+        _Case("t=1, prefix_len=1", (1, 1)),
+        _Case("t=7, prefix_len=5", (7, 5)),
+    ]
+    return _run("prefix_mask", fn, cases, lambda t, p: _ref_prefix_mask(t, p), _PREFIX_VARIANTS, is_mask=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. heads
+# --------------------------------------------------------------------------------------------
+_HD = "the heads are split in the wrong order: use 'b t (h d) -> b h t d', so head h gets one contiguous block of d_head features."
+
+_SPLIT_VARIANTS = [
+    _Variant(lambda x, h: rearrange(x, "b t (d h) -> b h t d", h=h), _HD),
+    _Variant(lambda x, h: x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h),
+             "reshaping straight to (B, H, T, D) mixes positions and heads; split the last axis into (H, D), then move H in front of T (transpose, or einops.rearrange)."),
+    _Variant(lambda x, h: rearrange(x, "b t (h d) -> b t h d", h=h),
+             "the result has shape {got}, i.e. (B, T, H, D); move the head axis in front of T to get {expected} = (B, H, T, D)."),
+    _Variant(lambda x, h: rearrange(x, "b t (h d) -> b d t h", h=h),
+             "n_heads is the number of heads H, not the size of a head: got shape {got}, expected (B, H, T, D) = {expected}."),
+    _Variant(lambda x, h: rearrange(x, "b t (h d) -> b h t d", d=h),
+             "n_heads is the number of heads H, not the size of a head: got shape {got}, expected (B, H, T, D) = {expected}."),
+]
+
+_MERGE_VARIANTS = [
+    _Variant(lambda x: rearrange(x, "b h t d -> b t (d h)"),
+             "the heads are merged in the wrong order: use 'b h t d -> b t (h d)', so head h's features stay one contiguous block."),
+    _Variant(lambda x: x.reshape(x.shape[0], x.shape[2], -1),
+             "reshaping (B, H, T, D) straight to (B, T, H*D) mixes positions and heads; move T in front of H first (transpose(1, 2), or einops.rearrange)."),
+    _Variant(lambda x: rearrange(x, "b h t d -> b t h d"),
+             "the result has shape {got}; the heads must also be concatenated into one feature axis, (B, T, H*D) = {expected}."),
+]
+
+
+@register("split_heads")
+def check_split_heads(fn: Callable) -> bool:
+    """Check ``fn(x, n_heads)``: ``(B, T, H*D) -> (B, H, T, D)`` in the (h d) order."""
+    g = _gen(303)
+    cases = [
+        _Case("B=2, T=5, H=3, D=4", (_randn(g, 2, 5, 12), 3)),
+        _Case("B=2, T=3, H=2, D=6", (_randn(g, 2, 3, 12), 2)),
+        _Case("a batch of one, length one", (_randn(g, 1, 1, 8), 2)),
+        _Case("one head (H=1)", (_randn(g, 2, 3, 6), 1)),
+        _Case("heads of size one (D=1)", (_randn(g, 2, 4, 4), 4)),
+    ]
+    return _run("split_heads", fn, cases, reference_split_heads, _SPLIT_VARIANTS)
+
+
+@register("merge_heads")
+def check_merge_heads(fn: Callable) -> bool:
+    """Check ``fn(x)``: ``(B, H, T, D) -> (B, T, H*D)``, the inverse of ``split_heads``."""
+    g = _gen(304)
+    cases = [
+        _Case("B=2, H=3, T=5, D=4", (_randn(g, 2, 3, 5, 4),)),
+        _Case("B=2, H=2, T=3, D=6", (_randn(g, 2, 2, 3, 6),)),
+        _Case("a batch of one, length one", (_randn(g, 1, 2, 1, 4),)),
+        _Case("one head (H=1)", (_randn(g, 2, 1, 3, 6),)),
+        _Case("heads of size one (D=1)", (_randn(g, 2, 4, 3, 1),)),
+    ]
+    return _run("merge_heads", fn, cases, reference_merge_heads, _MERGE_VARIANTS)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. cross-attention
+# --------------------------------------------------------------------------------------------
+def _cross_formula(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, q_from="x", kv_from="ctx", order="h d",
+                   scale="head", use_mask=True, use_wo=True, transpose_w=False, causal=False):
+    lin = (lambda a, w: a @ w.T) if transpose_w else (lambda a, w: a @ w)
+    q_in = x if q_from == "x" else ctx
+    kv_in = ctx if kv_from == "ctx" else x
+    split = lambda t: rearrange(t, f"b t ({order}) -> b h t d", h=n_heads)
+    q, k, v = split(lin(q_in, w_q)), split(lin(kv_in, w_k)), split(lin(kv_in, w_v))
+    d = {"head": math.sqrt(q.shape[-1]), "model": math.sqrt(w_q.shape[0]), "none": 1.0}[scale]
+    s = q @ k.transpose(-2, -1) / d
+    mask = context_mask if use_mask else None
+    if causal:
+        c = torch.ones(s.shape[-2], s.shape[-1], dtype=torch.bool).tril()
+        mask = c if mask is None else mask & c
+    if mask is not None:
+        s = s.masked_fill(~mask, NINF)
+    out = rearrange(torch.nan_to_num(s.softmax(-1)) @ v, f"b h t d -> b t ({order})")
+    return lin(out, w_o) if use_wo else out
+
+
+def _cv(hint: str, **flags) -> _Variant:
+    return _Variant(lambda *a, **kw: _cross_formula(*a, **kw, **flags), hint)
+
+
+_CROSS_VARIANTS = [
+    _cv("K and V are computed from the decoder stream x; in cross-attention Q comes from x, but K and V come from the encoder output `context`.", kv_from="x"),
+    _cv("queries and keys/values are swapped: Q = x @ w_q comes from the decoder (x), K and V from the encoder output (context).", q_from="ctx", kv_from="x"),
+    _cv("the source padding is not masked; pass context_mask to the attention so decoder queries cannot attend to padded source tokens.", use_mask=False),
+    _cv("cross-attention must not be causal: every decoder position may see the whole source, so use only context_mask.", causal=True),
+    _cv("the scores are not divided by √d_head; scale each head's scores by 1/√(d_model / n_heads).", scale="none"),
+    _cv("the scores are divided by √d_model; the scale is per head, 1/√d_head with d_head = d_model / n_heads.", scale="model"),
+    _cv(_HD.replace("heads are split", "heads are split (or merged)"), order="d h"),
+    _cv("the output projection W_O is missing: multiply the merged heads by w_o.", use_wo=False),
+    _cv("the weights are used transposed: the projections here are plain matrices, so compute x @ w_q (not F.linear(x, w_q), which is x @ w_qᵀ).", transpose_w=True),
+]
+
+
+@register("cross_attention")
+def check_cross_attention(fn: Callable) -> bool:
+    """Check ``fn(x, context, w_q, w_k, w_v, w_o, n_heads, context_mask=None) -> (B, T, d)`` against
+    :class:`course_lib.MultiHeadAttention` with the same weights (Q from x, K and V from context)."""
+    g = _gen(404)
+
+    def case(name, b, t, s, d, h, lengths=None):
+        w = [_randn(g, d, d) / math.sqrt(d) for _ in range(4)]
+        x, ctx = _randn(g, b, t, d), _randn(g, b, s, d)
+        mask = None if lengths is None else _ref_padding_mask(_padded_tokens(g, lengths, s))
+        return _Case(name, (x, ctx, *w, h, mask))
+
+    cases = [
+        case("source and target of the same length, no padding", 2, 4, 4, 16, 4),
+        case("a longer, padded source (B, 1, 1, S) mask", 2, 3, 6, 16, 4, lengths=[6, 2]),
+        case("a batch of one with one target token", 1, 1, 5, 8, 2, lengths=[5]),
+        case("one head", 2, 3, 2, 8, 1),
+        case("a shorter source than target, padded", 3, 5, 3, 12, 3, lengths=[3, 1, 2]),
+    ]
+    return _run("cross_attention", fn, cases, reference_cross_attention, _CROSS_VARIANTS)
+
+

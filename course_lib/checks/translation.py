@@ -1,0 +1,456 @@
+"""Checks for lesson 05 (the translator).
+
+Same conventions as the rest of :mod:`course_lib.checks`: each ``check_<name>(fn)`` runs the learner's function
+against the reference on seeded cases and
+
+* prints one line ``✅ <name>: all N cases match.`` and returns ``True`` on success;
+* prints ``⏳ <name>: not implemented yet …`` and returns ``False`` (without raising) while the
+  function still raises ``NotImplementedError``;
+* raises ``AssertionError`` with ONE sentence naming the likely mistake otherwise. The mistake is
+  found by comparing the learner's answer with known-wrong variants of the reference (target not
+  shifted right, loss mask covering the source, beam scores not accumulated, BLEU without the
+  brevity penalty, ...).
+
+The signatures the checks expect (the practice notebook states them too)::
+
+    collate_encdec(batch) -> {"src": (B, S), "tgt_in": (B, T), "tgt_out": (B, T)}
+    collate_decoder(batch) -> {"tokens": (B, L), "loss_mask": bool (B, L), "prefix_len": (B,)}
+        batch = [(source ids, target ids), ...] without special tokens; PAD 0, BOS 1, EOS 2, SEP 5
+    beam_step(scores (B, K), logp (B*K, V)) -> (new_scores (B, K), beam (B, K), token (B, K))
+        best first, as torch.topk returns them
+    corpus_bleu(hyps, refs, max_n=4) -> float in [0, 100]
+        whitespace tokens, one reference per hypothesis, no smoothing
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ._core import _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone, register, use_or_reference
+from ..generation import beam_step as reference_beam_step  # the library's step, as beam_search uses it
+from ..losses import shift_right
+from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
+from ..translate import collate_decoder as _ref_collate_decoder
+from ..translate import collate_encdec as _ref_collate_encdec
+
+__all__ = [
+    "check_collate_encdec",
+    "check_collate_decoder",
+    "check_beam_step",
+    "check_bleu",
+    "use_or_reference",
+    "reference_beam_step",
+    "reference_corpus_bleu",
+    "bleu_statistics",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# references that the library has no function of the same shape for
+# --------------------------------------------------------------------------------------------
+def _ngrams(tokens: Sequence[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def bleu_statistics(hyps: Sequence[str], refs: Sequence[str], max_n: int = 4) -> dict[str, Any]:
+    """Corpus counts behind BLEU: clipped n-gram matches and totals per order, hypothesis and
+    reference lengths (whitespace tokens)."""
+    matches, totals = [0] * max_n, [0] * max_n
+    hyp_len = ref_len = 0
+    for h, r in zip(hyps, refs):
+        ht, rt = h.split(), r.split()
+        hyp_len, ref_len = hyp_len + len(ht), ref_len + len(rt)
+        for n in range(1, max_n + 1):
+            hc, rc = _ngrams(ht, n), _ngrams(rt, n)
+            matches[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
+            totals[n - 1] += sum(hc.values())
+    return {"matches": matches, "totals": totals, "hyp_len": hyp_len, "ref_len": ref_len}
+
+
+def _bleu_from(stats: dict, *, bp: str = "ok", mean: str = "geometric", scale: float = 100.0) -> float:
+    precisions = [m / t if t else 0.0 for m, t in zip(stats["matches"], stats["totals"])]
+    if mean == "arithmetic":
+        score = sum(precisions) / len(precisions)
+    else:
+        if min(precisions) == 0.0:
+            return 0.0
+        score = math.exp(sum(math.log(p) for p in precisions) / len(precisions))
+    c, r = stats["hyp_len"], stats["ref_len"]
+    if bp == "ok":
+        score *= 1.0 if c > r else math.exp(1 - r / c) if c else 0.0
+    elif bp == "inverted":
+        score *= 1.0 if c > r else math.exp(1 - c / r)
+    elif bp == "always":
+        score *= math.exp(1 - r / c) if c else 0.0
+    return scale * score
+
+
+def reference_corpus_bleu(hyps: Sequence[str], refs: Sequence[str], max_n: int = 4) -> float:
+    """Corpus BLEU (0-100) by hand, the way sacrebleu computes it without smoothing:
+
+        BLEU = BP · exp( (1/N) Σ_n log p_n ),   p_n = Σ clipped n-gram matches / Σ hypothesis n-grams
+        BP   = 1 if c > r else exp(1 - r/c)     (c, r: total hypothesis / reference length)
+
+    Counts are pooled over the whole corpus before dividing. Equal to
+    ``sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score`` whenever every p_n > 0.
+    """
+    return _bleu_from(bleu_statistics(hyps, refs, max_n))
+
+
+# --------------------------------------------------------------------------------------------
+# machinery
+# --------------------------------------------------------------------------------------------
+def _same(a, b, *, atol: float = 1e-5) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k], atol=atol) for k in b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y, atol=atol) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6)
+    if isinstance(a, Tensor) and a.numel() == 1 and isinstance(b, (int, float)):
+        return _same(float(a), b)
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.shape != b.shape:
+        return False
+    if (a.dtype == torch.bool) != (b.dtype == torch.bool):
+        return False
+    if a.is_floating_point() or b.is_floating_point():
+        a, b = a.double(), b.double()
+        return torch.equal(a.isinf(), b.isinf()) and torch.allclose(a.nan_to_num(0, 0, 0), b.nan_to_num(0, 0, 0), atol=atol, rtol=1e-5)
+    return torch.equal(a.long(), b.long())
+
+
+def _run(name: str, fn: Callable, cases: Sequence[_Case], reference: Callable, variants: Sequence[_Variant],
+         shape_check: Callable[[Any, Any, _Case], str | None]) -> bool:
+    if not callable(fn):
+        raise AssertionError(f"check_{name} needs your function itself, e.g. check_{name}({name}); got a {type(fn).__name__}.")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for case in cases:
+                expected = reference(*_clone(case.args), **_clone(case.kwargs))
+                got = _call(name, fn, case)
+                if got is None:
+                    raise _Fail(f"{name} returned None on the case '{case.name}'; did you forget the `return` statement?")
+                if _same(got, expected):
+                    continue
+                for v in variants:
+                    try:
+                        wrong = v.fn(*_clone(case.args), **_clone(case.kwargs))
+                    except Exception:  # noqa: BLE001 - a variant that cannot run here tells us nothing
+                        continue
+                    if not _same(wrong, expected) and _same(got, wrong):
+                        raise _Fail(f"{name}: {v.hint.rstrip('.')} (seen on the case '{case.name}').")
+                problem = shape_check(got, expected, case)
+                raise _Fail(problem or f"{name} gives a different result from the reference on the case '{case.name}'; compare your code with the description above, step by step.")
+    except _NotImplementedYet:
+        print(f"⏳ {name}: not implemented yet — fill in the cell above and run it again.")
+        return False
+    except _Fail as e:
+        raise AssertionError(str(e)) from None
+    print(f"✅ {name}: all {len(cases)} cases match.")
+    return True
+
+
+def _dict_shape_check(name: str, keys: Sequence[str]):
+    def check(got, expected, case):
+        if not isinstance(got, dict):
+            return f"{name} returned a {type(got).__name__} on the case '{case.name}' but should return a dict with the keys {list(keys)}."
+        missing = [k for k in keys if k not in got]
+        if missing:
+            return f"{name} returned a dict without the key(s) {missing} on the case '{case.name}'; return {list(keys)}."
+        for k in keys:
+            g, e = got[k], expected[k]
+            if not isinstance(g, Tensor):
+                return f"{name}: '{k}' is a {type(g).__name__} on the case '{case.name}' but should be a torch.Tensor of shape {tuple(e.shape)}."
+            if tuple(g.shape) != tuple(e.shape):
+                return f"{name}: '{k}' has shape {tuple(g.shape)} but should have shape {tuple(e.shape)} on the case '{case.name}' (pad every row to the longest one)."
+            if e.dtype == torch.bool and g.dtype != torch.bool and torch.equal(g != 0, e):
+                return f"{name}: '{k}' holds the right positions but has dtype {g.dtype}; make it a torch.bool tensor (e.g. with a comparison)."
+            if not _same(g, e):
+                return f"{name}: '{k}' differs from the reference on the case '{case.name}' (expected {e.tolist()}, got {g.tolist()})."
+        return None
+    return check
+
+
+def _rand_batch(rng: random.Random, lengths: Sequence[tuple[int, int]], vocab: int = 30) -> list[tuple[list[int], list[int]]]:
+    """Sentence pairs of ordinary ids (>= 6) with the given (source, target) lengths."""
+    word = lambda: rng.randrange(6, vocab)
+    return [([word() for _ in range(s)], [word() for _ in range(t)]) for s, t in lengths]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. the encoder-decoder batch
+# --------------------------------------------------------------------------------------------
+def _encdec_variant(batch, *, tgt_in="ok", tgt_out="ok", src="ok"):
+    src_t = {"ok": lambda: pad_batch([s for s, _ in batch]),
+             "eos": lambda: pad_batch([s + [EOS_ID] for s, _ in batch]),
+             "bos_eos": lambda: pad_batch([[BOS_ID] + s + [EOS_ID] for s, _ in batch])}[src]()
+    out_rows = [t + [EOS_ID] for _, t in batch] if tgt_out == "ok" else [list(t) for _, t in batch]
+    if tgt_out == "bos":
+        out_rows = [[BOS_ID] + t + [EOS_ID] for _, t in batch]
+    out = pad_batch(out_rows)
+    if tgt_in == "ok":
+        inp = shift_right(out, BOS_ID)
+    elif tgt_in == "copy":
+        inp = out.clone()
+    elif tgt_in == "no_bos":
+        inp = pad_batch([t for _, t in batch])
+    elif tgt_in == "pad_first":
+        inp = shift_right(out, PAD_ID)
+    elif tgt_in == "bos_eos":
+        inp = pad_batch([[BOS_ID] + t + [EOS_ID] for _, t in batch])
+    elif tgt_in == "shift_left":
+        inp = pad_batch([t[1:] + [EOS_ID] for _, t in batch])
+    return {"src": src_t, "tgt_in": inp, "tgt_out": out}
+
+
+_ENCDEC_VARIANTS = [
+    _Variant(lambda b: _encdec_variant(b, tgt_in="copy"),
+             "tgt_in equals tgt_out: the target is not shifted right, so the decoder would see the very token it must predict; tgt_in is BOS followed by the target (tgt_out without its last token)"),
+    _Variant(lambda b: _encdec_variant(b, tgt_in="no_bos"),
+             "BOS is missing: tgt_in must start with BOS (id 1) and then hold the target shifted one place to the right"),
+    _Variant(lambda b: _encdec_variant(b, tgt_in="pad_first"),
+             "tgt_in starts with PAD instead of BOS: the first decoder input must be BOS (id 1)"),
+    _Variant(lambda b: _encdec_variant(b, tgt_in="bos_eos"),
+             "tgt_in has one token too many: it is BOS + target (same length as tgt_out); EOS belongs only to tgt_out, as the last thing to predict"),
+    _Variant(lambda b: _encdec_variant(b, tgt_in="shift_left"),
+             "the target is shifted the wrong way: tgt_in must be BOS + target (shifted right), so that position t predicts tgt_out[t] from the tokens before it"),
+    _Variant(lambda b: _encdec_variant(b, tgt_out="no_eos", tgt_in="no_bos"),
+             "EOS is missing from tgt_out and BOS from tgt_in: tgt_out = target + EOS (so the model learns to stop) and tgt_in = BOS + target"),
+    _Variant(lambda b: _encdec_variant(b, tgt_out="no_eos"),
+             "EOS is missing from tgt_out: append EOS (id 2) to every target so the model learns when to stop"),
+    _Variant(lambda b: _encdec_variant(b, tgt_out="bos"),
+             "tgt_out starts with BOS: BOS is only the decoder's first input, never a token to predict; tgt_out = target + EOS"),
+    _Variant(lambda b: _encdec_variant(b, src="eos"),
+             "src has an EOS appended: in this course the source is just its ids, right-padded (the encoder sees the whole sentence anyway)"),
+    _Variant(lambda b: _encdec_variant(b, src="bos_eos"),
+             "src has BOS and EOS added: in this course the source is just its ids, right-padded"),
+]
+
+
+def _encdec_cases() -> list[_Case]:
+    rng = random.Random(501)
+    return [
+        _Case("two pairs, different lengths", (_rand_batch(rng, [(4, 3), (2, 5)]),)),
+        _Case("one pair", (_rand_batch(rng, [(3, 3)]),)),
+        _Case("three pairs with a one-word target", (_rand_batch(rng, [(5, 1), (1, 4), (3, 2)]),)),
+        _Case("four pairs of equal length", (_rand_batch(rng, [(3, 3)] * 4),)),
+    ]
+
+
+def _ignore_tgt_in_after_eos(fn: Callable) -> Callable:
+    """``tgt_in`` at positions where ``tgt_out`` is padding never matters (the loss ignores them and
+    the causal mask hides them from earlier positions), so ``shift_right(tgt_out)``, which puts EOS
+    there, is as right as ``BOS + target`` padded with PAD. Compare them as PAD."""
+
+    def wrapped(batch):
+        out = fn(batch)
+        if isinstance(out, dict) and all(isinstance(out.get(k), Tensor) for k in ("tgt_in", "tgt_out")) \
+                and out["tgt_in"].shape == out["tgt_out"].shape:
+            out = {**out, "tgt_in": out["tgt_in"].masked_fill(out["tgt_out"] == PAD_ID, PAD_ID)}
+        return out
+
+    return wrapped
+
+
+@register("collate_encdec")
+def check_collate_encdec(fn: Callable) -> bool:
+    """Check ``fn(batch) -> {"src", "tgt_in", "tgt_out"}`` (source padded; target + EOS; BOS + target)."""
+    if not callable(fn):
+        return _run("collate_encdec", fn, [], _ref_collate_encdec, [], None)
+    variants = [_Variant(_ignore_tgt_in_after_eos(v.fn), v.hint) for v in _ENCDEC_VARIANTS]
+    return _run("collate_encdec", _ignore_tgt_in_after_eos(fn), _encdec_cases(), _ref_collate_encdec, variants,
+                _dict_shape_check("collate_encdec", ("src", "tgt_in", "tgt_out")))
+
+
+# --------------------------------------------------------------------------------------------
+# 2. the decoder-only batch
+# --------------------------------------------------------------------------------------------
+def _decoder_variant(batch, *, mask="ok", seq="ok", prefix="ok"):
+    make = {"ok": lambda s, t: s + [SEP_ID] + t + [EOS_ID], "no_sep": lambda s, t: s + t + [EOS_ID],
+            "no_eos": lambda s, t: s + [SEP_ID] + t}[seq]
+    tokens = pad_batch([make(s, t) for s, t in batch])
+    loss_mask = torch.zeros_like(tokens, dtype=torch.bool)
+    for i, (s, t) in enumerate(batch):
+        n = len(make(s, t))
+        start = len(s) + (seq != "no_sep")
+        lo, hi = {"ok": (start, n), "all": (0, n), "with_sep": (start - 1, n), "no_eos": (start, n - 1),
+                  "late": (start + 1, n), "pad_too": (start, tokens.shape[1]), "source": (0, len(s))}[mask]
+        loss_mask[i, lo:hi] = True
+    prefix_len = torch.tensor([len(s) + (1 if prefix == "ok" else 0) for s, _ in batch])
+    return {"tokens": tokens, "loss_mask": loss_mask, "prefix_len": prefix_len}
+
+
+_DECODER_VARIANTS = [
+    _Variant(lambda b: _decoder_variant(b, mask="all"),
+             "the loss mask covers the source too: the model would be trained to predict the English sentence it is given; mark only the target tokens and EOS"),
+    _Variant(lambda b: _decoder_variant(b, mask="source"),
+             "the loss mask marks the source instead of the target: mark the target tokens and the final EOS, the part the model must produce"),
+    _Variant(lambda b: _decoder_variant(b, mask="with_sep"),
+             "the loss mask includes <sep>: it is part of the prompt (given, not predicted); start the mask at the first target token, index len(source) + 1"),
+    _Variant(lambda b: _decoder_variant(b, mask="late"),
+             "the loss mask starts one token late: the first target word, at index len(source) + 1, must be predicted too"),
+    _Variant(lambda b: _decoder_variant(b, mask="no_eos"),
+             "EOS is not in the loss mask: without it the model never learns when to stop; mark the target tokens and EOS"),
+    _Variant(lambda b: _decoder_variant(b, mask="pad_too"),
+             "the loss mask covers the padding after EOS: mark only the target tokens and EOS"),
+    _Variant(lambda b: _decoder_variant(b, seq="no_sep"),
+             "<sep> (id 5) is missing between source and target: the sequence is source <sep> target <eos>"),
+    _Variant(lambda b: _decoder_variant(b, seq="no_eos"),
+             "EOS (id 2) is missing after the target: the sequence is source <sep> target <eos>"),
+    _Variant(lambda b: _decoder_variant(b, prefix="no_sep"),
+             "prefix_len is one short: the prefix-LM's bidirectional part is the source AND <sep>, so prefix_len = len(source) + 1"),
+]
+
+
+@register("collate_decoder")
+def check_collate_decoder(fn: Callable) -> bool:
+    """Check ``fn(batch) -> {"tokens", "loss_mask", "prefix_len"}`` for ``source <sep> target <eos>``."""
+    return _run("collate_decoder", fn, _encdec_cases(), _ref_collate_decoder, _DECODER_VARIANTS,
+                _dict_shape_check("collate_decoder", ("tokens", "loss_mask", "prefix_len")))
+
+
+# --------------------------------------------------------------------------------------------
+# 3. one step of beam search
+# --------------------------------------------------------------------------------------------
+def _beam_variant(scores, logp, *, add=True, index="ok", per_example=True):
+    B, K = scores.shape
+    V = logp.shape[-1]
+    total = (scores.reshape(B * K, 1) + logp) if add == True else logp if add == False else scores.reshape(B * K, 1) * logp  # noqa: E712
+    if per_example:
+        new, flat = total.reshape(B, K * V).topk(K, dim=-1)
+    else:
+        new, flat = total.reshape(-1).topk(B * K)
+        new, flat = new.reshape(B, K), flat.reshape(B, K)
+    beam, token = {"ok": (flat // V, flat % V), "mod": (flat % K, flat % V), "mod_v": (flat % V, flat // V),
+                   "div_k": (flat // K, flat % K)}[index]
+    return new, beam, token
+
+
+_BEAM_VARIANTS = [
+    _Variant(lambda s, lp: _beam_variant(s, lp, add=False),
+             "the previous scores are not added: a candidate's score is its beam's total so far plus the new token's log-probability, scores[b, k] + logp[b*K + k, v]"),
+    _Variant(lambda s, lp: _beam_variant(s, lp, add="mul"),
+             "scores are multiplied by log-probabilities: log-probabilities of a sequence ADD up (probabilities multiply)"),
+    _Variant(lambda s, lp: _beam_variant(s, lp, index="mod"),
+             "the beam index is computed with % instead of //: candidate c of the K*V flattened ones comes from beam c // V and is token c % V"),
+    _Variant(lambda s, lp: _beam_variant(s, lp, index="mod_v"),
+             "beam and token are swapped: candidate c comes from beam c // V (which block of V) and is token c % V (where in the block)"),
+    _Variant(lambda s, lp: _beam_variant(s, lp, index="div_k"),
+             "the flat index is split with K instead of V: each beam contributes a block of V candidates, so beam = c // V and token = c % V"),
+    _Variant(lambda s, lp: _beam_variant(s, lp, per_example=False),
+             "the top K are taken over the whole batch: each input keeps its own K beams, so view the candidates as (B, K*V) and take topk along dim=-1"),
+]
+
+
+def _beam_cases() -> list[_Case]:
+    g = torch.Generator().manual_seed(503)
+    lp = lambda n, v: torch.randn(n, v, generator=g).log_softmax(-1)
+    first = torch.zeros(2, 3)
+    first[:, 1:] = float("-inf")  # the first step: all beams identical, only beam 0 is expanded
+    finished = lp(3 * 2, 7)
+    finished[1] = float("-inf")  # a finished beam may only "emit" padding (id 0) at no cost
+    finished[1, 0] = 0.0
+    return [
+        _Case("B=2, K=3, V=11", (-torch.rand(2, 3, generator=g).cumsum(-1), lp(6, 11))),
+        _Case("the first step (beams 1.. have score -inf)", (first, lp(6, 9))),
+        _Case("B=1, K=1 (greedy)", (-torch.rand(1, 1, generator=g), lp(1, 5))),
+        _Case("B=3, K=2 with a finished beam", (-3 * torch.rand(3, 2, generator=g), finished)),
+    ]
+
+
+@register("beam_step")
+def check_beam_step(fn: Callable) -> bool:
+    """Check ``fn(scores (B, K), logp (B*K, V)) -> (new_scores, beam, token)``, each ``(B, K)``, best first."""
+
+    def shape_check(got, expected, case):
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return f"beam_step should return three tensors (new_scores, beam, token); got a {type(got).__name__} on the case '{case.name}'."
+        for what, g, e in zip(("new_scores", "beam", "token"), got, expected):
+            if not isinstance(g, Tensor) or tuple(g.shape) != tuple(e.shape):
+                shape = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
+                return f"beam_step: {what} should be a tensor of shape {tuple(e.shape)} (B, K), got {shape} on the case '{case.name}'."
+        if _same(got[0], expected[0]):
+            return f"beam_step: the new scores are right but the beam or token indices are not, on the case '{case.name}'; candidate c of the K*V comes from beam c // V and is token c % V."
+        if _same(got[0].sort(-1, descending=True).values, expected[0]):
+            return f"beam_step: the right candidates but not best first, on the case '{case.name}'; return them in descending order of score (torch.topk does)."
+        return None
+
+    return _run("beam_step", fn, _beam_cases(), reference_beam_step, _BEAM_VARIANTS, shape_check)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. BLEU by hand
+# --------------------------------------------------------------------------------------------
+def _bleu_variant(hyps, refs, max_n=4, **kw):
+    return _bleu_from(bleu_statistics(hyps, refs, max_n), **kw)
+
+
+def _bleu_unclipped(hyps, refs, max_n=4):
+    stats = bleu_statistics(hyps, refs, max_n)
+    stats["matches"] = [0] * max_n
+    for h, r in zip(hyps, refs):
+        ht, rt = h.split(), r.split()
+        for n in range(1, max_n + 1):
+            rc = _ngrams(rt, n)
+            stats["matches"][n - 1] += sum(c for g, c in _ngrams(ht, n).items() if g in rc)
+    return _bleu_from(stats)
+
+
+def _bleu_sentence_average(hyps, refs, max_n=4):
+    return sum(reference_corpus_bleu([h], [r], max_n) for h, r in zip(hyps, refs)) / len(hyps)
+
+
+_BLEU_VARIANTS = [
+    _Variant(lambda h, r, max_n=4: _bleu_variant(h, r, max_n, bp="none"),
+             "the brevity penalty is missing: multiply by BP = exp(1 - r/c) when the hypotheses are shorter than the references (c <= r), otherwise short, cautious output would score too well"),
+    _Variant(lambda h, r, max_n=4: _bleu_variant(h, r, max_n, mean="arithmetic"),
+             "the precisions are averaged arithmetically: BLEU takes their geometric mean, exp of the mean of log p_n"),
+    _Variant(lambda h, r, max_n=4: _bleu_variant(h, r, max_n, mean="arithmetic", bp="none"),
+             "arithmetic instead of geometric mean and no brevity penalty: BLEU = BP · exp((1/N) Σ log p_n)"),
+    _Variant(lambda h, r, max_n=4: _bleu_variant(h, r, max_n, bp="inverted"),
+             "the brevity penalty is upside down: BP = exp(1 - r/c) with r the reference length and c the hypothesis length"),
+    _Variant(lambda h, r, max_n=4: _bleu_variant(h, r, max_n, bp="always"),
+             "the brevity penalty is applied to long hypotheses too: BP = 1 when c > r"),
+    _Variant(lambda h, r, max_n=4: _bleu_variant(h, r, max_n, scale=1.0),
+             "the score is between 0 and 1: report BLEU on sacrebleu's 0-100 scale (multiply by 100)"),
+    _Variant(_bleu_unclipped,
+             "the n-gram counts are not clipped: a hypothesis n-gram counts at most as often as it occurs in the reference (min(count_hyp, count_ref))"),
+    _Variant(_bleu_sentence_average,
+             "sentence scores are averaged: corpus BLEU pools the matches, n-gram totals and lengths over all sentences first, then computes one score"),
+]
+
+
+def _bleu_cases() -> list[_Case]:
+    return [
+        _Case("one sentence, shorter than its reference",
+              (["the cat sat on the mat"], ["the cat sat on the red mat today"])),
+        _Case("two sentences, one too long and one too short",
+              (["the small dogs do not see the red car and the cat sees the the the car .", "i see the cat on the mat ."],
+               ["the small dogs do not see the red car and the cat sees the car .", "i see the black cat on the mat today ."])),
+        _Case("a perfect corpus", (["le chat noir dort .", "les petits chiens mangent une pomme ."],
+                                   ["le chat noir dort .", "les petits chiens mangent une pomme ."])),
+        _Case("three sentences, max_n=2", (["a b c d", "e f g", "a a a a"], ["a b c e", "e f g h", "a b a c"]), {"max_n": 2}),
+    ]
+
+
+@register("corpus_bleu")
+def check_bleu(fn: Callable) -> bool:
+    """Check ``fn(hyps, refs, max_n=4) -> corpus BLEU in [0, 100]`` (whitespace tokens, no smoothing)."""
+
+    def learner(hyps, refs, max_n=4):
+        out = fn(hyps, refs) if max_n == 4 else fn(hyps, refs, max_n=max_n)
+        return float(out) if isinstance(out, Tensor) and out.numel() == 1 else out
+
+    def shape_check(got, expected, case):
+        if not isinstance(got, (int, float)):
+            return f"corpus_bleu should return one number (a float between 0 and 100); got a {type(got).__name__} on the case '{case.name}'."
+        return f"corpus_bleu gives {float(got):.4f} but the reference gives {expected:.4f} on the case '{case.name}'; print your n-gram precisions and brevity penalty and compare them with the formula."
+
+    if not callable(fn):
+        return _run("corpus_bleu", fn, [], reference_corpus_bleu, [], shape_check)
+    return _run("corpus_bleu", learner, _bleu_cases(), reference_corpus_bleu, _BLEU_VARIANTS, shape_check)
