@@ -14,6 +14,7 @@ One concept per module:
 * ``tokenizer``  word-level tokenizer with the course's special tokens
 * ``data``       toy transduction tasks (reverse, sort, copy) and batching for lessons 03-04
 * ``en_fr``      the generated English→French fragment, TSV loader, baseline and metrics
+* ``grammar``    a parser for the fragment's English: the referee for generated text
 * ``train``      one training loop: AdamW, schedule, AMP, exact checkpoint/resume, DDP
 * ``translate``  the toy translator pipeline for all three families (also a CLI)
 * ``costs``      parameter, FLOP and KV-cache formulas; FLOP counting incl. attention
