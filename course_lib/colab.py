@@ -48,13 +48,14 @@ if "google.colab" in sys.modules:  # on Colab: install course_lib, keeping Colab
     pin_file = os.path.join(tempfile.gettempdir(), "${pin_file_name}")
     with open(pin_file, "w") as f:
         f.writelines(f"{p}=={version(p)}\\n" for p in ${pinned_tuple} if find_spec(p))
-    source = os.environ.get("${source_env}", "course_lib @ git+${repo_url}@${branch}")
+    source = os.environ.get("${source_env}", "course_lib${extras} @ git+${repo_url}@${branch}")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", source, "-c", pin_file], check=True)
     importlib.invalidate_caches()
 import course_lib
 from course_lib.plotting import setup_style
 setup_style()  # small low-dpi figures keep saved notebooks light
-print("course_lib", course_lib.__version__, "| device:", course_lib.describe_device())'''
+threads = course_lib.runtime.configure_threads()  # fastest thread count for tiny models on this CPU
+print("course_lib", course_lib.__version__, "| device:", course_lib.describe_device(), "|", threads)'''
 )
 
 
@@ -69,15 +70,28 @@ def repo_slug(repo_url: str = REPO_URL) -> str:
     return url[len(prefix):]
 
 
-def install_spec(repo_url: str = REPO_URL, branch: str = BRANCH) -> str:
+def _extras_suffix(extras: tuple[str, ...] | list[str] = ()) -> str:
+    for extra in extras:
+        if not extra.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"an extra is a name such as 'real'; got {extra!r}")
+    return f"[{','.join(extras)}]" if extras else ""
+
+
+def install_spec(repo_url: str = REPO_URL, branch: str = BRANCH, extras: tuple[str, ...] = ()) -> str:
     """The pip requirement the setup cell installs on Colab (unless ``COURSE_LIB_SOURCE`` is set)."""
-    return f"course_lib @ git+{repo_url.rstrip('/')}@{branch}"
+    return f"course_lib{_extras_suffix(extras)} @ git+{repo_url.rstrip('/')}@{branch}"
 
 
-def render_setup_cell(repo_url: str = REPO_URL, branch: str = BRANCH) -> str:
-    """Source text of the setup cell (no trailing newline), filled in from ``REPO_URL``/``BRANCH``."""
+def render_setup_cell(repo_url: str = REPO_URL, branch: str = BRANCH, extras: tuple[str, ...] = ()) -> str:
+    """Source text of the setup cell (no trailing newline), filled in from ``REPO_URL``/``BRANCH``.
+
+    ``extras``: optional-dependency groups of ``pyproject.toml`` this notebook needs on Colab (e.g.
+    ``("real",)`` for the pretrained encoder); a notebook names them in its metadata as
+    ``{"course": {"setup_extras": ["real"]}}`` and ``tools/sync_notebooks.py setup-cells`` renders them.
+    """
     repo_slug(repo_url)  # validate
     return SETUP_CELL_TEMPLATE.substitute(
+        extras=_extras_suffix(tuple(extras)),
         repo_url=repo_url.rstrip("/"),
         branch=branch,
         pinned="/".join(PINNED_ON_COLAB),

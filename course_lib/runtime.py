@@ -80,3 +80,57 @@ def describe_device(device: torch.device | str | None = None) -> str:
     if device.type == "mps":
         return "mps (Apple GPU), autocast dtype float16"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+THREADS_ENV = "COURSE_THREADS"
+
+
+def _probe_step_seconds(threads: int, repeats: int = 5) -> float:
+    """Median time of one training step of a course-sized model (2 layers, d=64) with ``threads``."""
+    import time
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layers = torch.nn.Sequential(*[
+            torch.nn.TransformerEncoderLayer(64, 4, 256, dropout=0.0, batch_first=True) for _ in range(2)])
+    x = torch.randn(16, 32, 64, generator=gen)
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        layers(x).square().mean().backward()
+        if i:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def configure_threads(threads: int | None = None) -> str:
+    """Choose torch's CPU thread count for the course's tiny models; return a one-line summary.
+
+    Tiny models gain little from many threads and lose a lot when the CPU is small or busy:
+    synchronising threads costs more than the matmuls they share. So, unless ``threads`` or the
+    ``COURSE_THREADS`` environment variable says otherwise, this times one training step of a
+    course-sized model with 1 thread and with PyTorch's default (and 2 and 4 in between) and keeps
+    the fastest. Takes well under a second; called by every notebook's setup cell.
+    """
+    requested = threads if threads is not None else os.environ.get(THREADS_ENV, "").strip()
+    if requested not in ("", None):
+        try:
+            n = int(requested)
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV} must be a whole number of threads, got {requested!r}") from None
+        if n < 1:
+            raise ValueError(f"the thread count must be at least 1, got {n}")
+        torch.set_num_threads(n)
+        return f"torch threads: {n} (set by you)"
+    default = torch.get_num_threads()
+    candidates = sorted({c for c in (1, 2, 4, default) if c <= default})
+    if len(candidates) == 1:
+        torch.set_num_threads(default)
+        return f"torch threads: {default}"
+    times = {c: _probe_step_seconds(c) for c in candidates}
+    best = min(times, key=times.get)
+    torch.set_num_threads(best)
+    timed = ", ".join(f"{c} thread{'s' if c > 1 else ''} {t * 1e3:.1f} ms" for c, t in times.items())
+    return f"torch threads: {best} (one tiny training step took {timed}; {THREADS_ENV}=n overrides)"

@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot  # noqa: F401  built here, a new machine's font-cache run of fc-list never meets a patched subprocess
 import nbformat
 import numpy as np
 import pytest
@@ -140,20 +141,69 @@ def _exec_setup_cell(capsys) -> str:
     return capsys.readouterr().out
 
 
-def _forbid_subprocesses(monkeypatch):
-    def boom(*args, **kwargs):
-        raise AssertionError(f"the setup cell started a subprocess outside Colab: {args}")
+_INSTALLERS = re.compile(r"(^|[\s/])(pip3?|conda|mamba|micromamba|uv|apt|apt-get)(\s.*)?\s(install|add)\b")
+
+
+def _is_install_command(args) -> bool:
+    """Whether a subprocess command line installs packages (pip/conda/uv/apt … install)."""
+    cmd = args[0] if args else ""
+    text = cmd if isinstance(cmd, str) else " ".join(str(a) for a in cmd)
+    text = re.sub(r"\S*python[\d.]*\s+-m\s+", "", text)  # "python -m pip install" -> "pip install"
+    return bool(_INSTALLERS.search(" " + text))
+
+
+def _forbid_installs(monkeypatch):
+    """Make any package-installing subprocess fail the test; other subprocesses run as usual.
+
+    Libraries may legitimately start helpers (matplotlib runs ``fc-list`` the first time it builds
+    its font cache on a new machine), so the guard looks for what it means: an installer command.
+    pyplot is imported before the patch so that its one-off font-cache build never meets the guard.
+    """
+    import matplotlib.pyplot  # noqa: F401  (font cache built here, outside the guard)
+
+    def guarded(real):
+        def run(*args, **kwargs):
+            if _is_install_command(args or (kwargs.get("args"),)):
+                raise AssertionError(f"the setup cell installed something outside Colab: {args}")
+            return real(*args, **kwargs)
+        return run
 
     for name in ("run", "call", "check_call", "check_output", "Popen"):
-        monkeypatch.setattr(subprocess, name, boom)
-    monkeypatch.setattr(os, "system", boom)
+        monkeypatch.setattr(subprocess, name, guarded(getattr(subprocess, name)))
+    monkeypatch.setattr(os, "system", guarded(os.system))
+
+
+@pytest.mark.parametrize("cmd,installs", [
+    (["/usr/bin/python3", "-m", "pip", "install", "-q", "x"], True),
+    ([sys.executable, "-m", "pip", "install", "course_lib @ git+https://x/y@main"], True),
+    ("pip install torch", True),
+    ("conda install -y numpy", True),
+    (["uv", "pip", "install", "x"], True),
+    (["apt-get", "install", "-y", "fontconfig"], True),
+    (["fc-list", "--format=%{file}\\n"], False),
+    (["pip", "list"], False),
+    ("git status", False),
+])
+def test_install_guard_recognises_installer_commands(cmd, installs):
+    assert _is_install_command((cmd,)) is installs
 
 
 def test_setup_cell_outside_colab_installs_nothing(monkeypatch, capsys):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    _forbid_subprocesses(monkeypatch)
+    _forbid_installs(monkeypatch)
     out = _exec_setup_cell(capsys)
-    assert re.fullmatch(r"course_lib \S+ \| device: .+\n", out), out
+    assert re.fullmatch(r"course_lib \S+ \| device: .+ \| torch threads: \d+.*\n", out), out
+
+
+def test_install_guard_fails_a_setup_cell_that_installs_outside_colab(monkeypatch, capsys):
+    """The guard above can fail: a setup cell that forgets its Colab condition is caught."""
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    _forbid_installs(monkeypatch)
+    broken = SETUP.replace('if "google.colab" in sys.modules:', "if True:")
+    assert broken != SETUP
+    with pytest.raises(AssertionError, match="installed something outside Colab"):
+        with matplotlib.rc_context():
+            exec(compile(broken, "<setup cell>", "exec"), {"__name__": "__setup_cell__"})
 
 
 def _copy_package_source(dest: Path) -> Path:
@@ -171,7 +221,8 @@ def _copy_package_source(dest: Path) -> Path:
 
 def test_setup_cell_in_colab_pip_installs_from_the_source_and_pins_colab_packages(monkeypatch, tmp_path, capsys):
     """Run the setup cell as if in Colab: the exact pip command is checked, then really run
-    (with --no-deps --no-build-isolation --target, so nothing outside tmp_path changes)."""
+    (with --no-deps --target, so nothing outside tmp_path changes). The wheel is built in pip's
+    isolated build environment, as on Colab, so the test does not depend on this venv's setuptools."""
     source = _copy_package_source(tmp_path / "src")
     target = tmp_path / "target"
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
@@ -182,7 +233,7 @@ def test_setup_cell_in_colab_pip_installs_from_the_source_and_pins_colab_package
 
     def fake_run(cmd, *args, **kwargs):
         calls.append(list(cmd))
-        extra = ["--no-deps", "--no-build-isolation", "--target", str(target)]
+        extra = ["--no-deps", "--target", str(target)]
         return real_run(list(cmd) + extra, *args, **kwargs)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
@@ -212,6 +263,46 @@ def test_setup_cell_default_install_source_is_the_repository_branch(monkeypatch,
     _exec_setup_cell(capsys)
     spec = f"course_lib @ git+{colab.REPO_URL}@{colab.BRANCH}"
     assert calls == [[sys.executable, "-m", "pip", "install", "-q", spec, "-c", str(tmp_path / colab.PIN_FILE_NAME)]]
+
+
+def test_setup_cell_installs_a_notebooks_extras_on_colab(monkeypatch, tmp_path, capsys):
+    """A notebook that names extras in its metadata gets them in its setup cell's pip spec."""
+    nb = v4.new_notebook(cells=[v4.new_markdown_cell("# T"), v4.new_code_cell("x = 1")])
+    nb.metadata["course"] = {"setup_extras": ["real"]}
+    assert sync.apply_setup_cell(nb) and sync.setup_cell_problem(nb) is None
+    source = _first_code_source(_write(nb, tmp_path / "nb.ipynb"))
+    assert source == colab.render_setup_cell(extras=("real",)) != SETUP
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.delenv(colab.SOURCE_ENV, raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: calls.append(list(cmd)))
+    with matplotlib.rc_context():
+        exec(compile(source, "<setup cell>", "exec"), {"__name__": "__setup_cell__"})
+    assert calls[0][5] == f"course_lib[real] @ git+{colab.REPO_URL}@{colab.BRANCH}" == colab.install_spec(extras=("real",))
+    with pytest.raises(ValueError, match="extra"):
+        colab.render_setup_cell(extras=("real; rm -rf /",))
+
+
+def test_configure_threads_honours_the_override_and_refuses_nonsense(monkeypatch):
+    from course_lib.runtime import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("COURSE_THREADS", "1")
+        assert configure_threads() == "torch threads: 1 (set by you)" and torch.get_num_threads() == 1
+        for bad in ("two", "0"):
+            monkeypatch.setenv("COURSE_THREADS", bad)
+            with pytest.raises(ValueError, match="thread"):
+                configure_threads()
+        monkeypatch.delenv("COURSE_THREADS")
+        torch.set_num_threads(2)  # with a choice to make, it times the candidates and keeps the fastest
+        summary = configure_threads()
+        assert re.fullmatch(r"torch threads: [12] \(one tiny training step took 1 thread [\d.]+ ms, "
+                            r"2 threads [\d.]+ ms; COURSE_THREADS=n overrides\)", summary), summary
+        assert torch.get_num_threads() == int(summary.split()[2])
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- exercises
@@ -567,7 +658,7 @@ def test_plot_masks_attention_losses_bars(no_figures_leak):
 def test_setup_style_sets_small_low_dpi_figures():
     with matplotlib.rc_context():
         plotting.setup_style()
-        assert matplotlib.rcParams["figure.dpi"] == 72 and matplotlib.rcParams["savefig.dpi"] == 72
+        assert matplotlib.rcParams["figure.dpi"] == 100 and matplotlib.rcParams["savefig.dpi"] == 100
         assert matplotlib.rcParams["figure.figsize"][0] <= 6
 
 

@@ -159,6 +159,12 @@ def _new_code_cell(nb, source: str, preferred_id: str):
     return cell
 
 
+def notebook_extras(nb) -> tuple[str, ...]:
+    """Optional-dependency groups a notebook asks its setup cell to install on Colab
+    (notebook metadata ``{"course": {"setup_extras": [...]}}``)."""
+    return tuple(nb.metadata.get("course", {}).get("setup_extras", ()))
+
+
 def apply_setup_cell(nb, source: str | None = None) -> bool:
     """Make the first code cell the setup cell; returns whether ``nb`` changed.
 
@@ -166,7 +172,7 @@ def apply_setup_cell(nb, source: str | None = None) -> bool:
     came from the old text); otherwise a new setup cell is inserted before it (or, in a notebook
     without code, after a leading Markdown title).
     """
-    source = render_setup_cell() if source is None else source
+    source = render_setup_cell(extras=notebook_extras(nb)) if source is None else source
     i = first_code_cell_index(nb)
     if i is not None and nb.cells[i].source == source:
         return False
@@ -187,7 +193,7 @@ def setup_cell_problem(nb) -> str | None:
     if i is None:
         return "has no code cell (expected the setup cell)"
     source = nb.cells[i].source
-    if source == render_setup_cell():
+    if source == render_setup_cell(extras=notebook_extras(nb)):
         return None
     if source.lstrip().startswith(SETUP_CELL_MARKER.split(":")[0]):
         return f"setup cell (cell {i}) differs from course_lib/colab.py's template"
