@@ -15,10 +15,10 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-# Small figures at 72 dpi keep notebooks (and the PNGs saved in them) light.
+# Small figures at 100 dpi: sharp enough on a laptop screen, light enough in saved notebooks.
 STYLE = {
-    "figure.dpi": 72,
-    "savefig.dpi": 72,
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
     "figure.figsize": (5.0, 3.2),
     "font.size": 9,
     "axes.titlesize": 10,
@@ -37,7 +37,7 @@ _MAX_TICK_LABELS = 40  # beyond this many rows/columns, leave matplotlib's defau
 
 
 def setup_style() -> None:
-    """Course figure defaults: 72 dpi, small sizes and fonts (called by every notebook's setup cell).
+    """Course figure defaults: 100 dpi, small sizes and fonts (called by every notebook's setup cell).
 
     In Jupyter with the inline backend it also makes a figure that is displayed as a cell's value
     (``plot_mask(m)`` on the last line) show once, not twice: a displayed figure is closed, so the
@@ -188,7 +188,7 @@ def plot_attention(weights, query_labels=None, key_labels=None, title: str | Non
         annotate = w.shape[0] <= 8 and w.shape[1] <= 8
     if annotate:
         for (i, j), v in np.ndenumerate(w):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if v > 0.6 * vmax else "white")
     _label_axes(ax, w.shape[0], w.shape[1], query_labels, key_labels)
     if colorbar:
