@@ -3,7 +3,6 @@
 nbval's kernels inherit this process's environment, so these settings reach the notebooks too.
 """
 import os
-import socket
 import sys
 
 import pytest
@@ -25,9 +24,42 @@ if "matplotlib" in sys.modules:  # imported before this file by a plugin: switch
 
 
 
-@pytest.fixture
-def free_port() -> int:
-    """A TCP port nobody listens on, for torchrun / gloo tests."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: The one start-up failure worth retrying: the kernel process exited before answering (e.g. the
+#: port race of picking a free port, closing it, and the kernel binding it a moment later).
+KERNEL_DIED = "Kernel died before replying to kernel_info"
+
+
+def start_kernel_with_retry(start, *args, attempts: int = 3, **kwargs):
+    """Call a kernel starter (``jupyter_client.manager.start_new_kernel``), keeping the kernel's stderr
+    and retrying only when the kernel died at start-up; any other error is raised at once."""
+    import tempfile
+
+    for attempt in range(1, attempts + 1):
+        with tempfile.TemporaryFile("w+") as err:
+            kwargs["stderr"] = err
+            try:
+                return start(*args, **kwargs)
+            except RuntimeError as exc:
+                if KERNEL_DIED not in str(exc) or attempt == attempts:
+                    err.seek(0)
+                    raise RuntimeError(f"{exc} (attempt {attempt} of {attempts}); kernel stderr:\n{err.read()[-3000:]}") from exc
+                print(f"kernel died at start-up (attempt {attempt} of {attempts}); retrying", file=sys.stderr)
+
+
+def _patch_nbval_kernel_start() -> None:
+    try:
+        import nbval.kernel
+    except ImportError:  # nbval not installed: nothing to patch
+        return
+    original = nbval.kernel.start_new_kernel
+    if getattr(original, "_course_retry", False):
+        return
+
+    def start_new_kernel(*args, **kwargs):
+        return start_kernel_with_retry(original, *args, **kwargs)
+
+    start_new_kernel._course_retry = True
+    nbval.kernel.start_new_kernel = start_new_kernel
+
+
+_patch_nbval_kernel_start()

@@ -734,3 +734,48 @@ def test_nbval_sanitize_patterns_cover_what_varies():
     # what must still be compared is left alone
     for stable in ("tensor([[ True, False],\n        [ True,  True]])", "loss 2.31 after 30 steps", "shape (2, 5, 64)"):
         assert clean(stable) == stable
+
+
+# --------------------------------------------------------------------------- kernel start-up
+
+
+def test_kernel_start_retries_only_a_kernel_that_died_at_start_up():
+    from conftest import KERNEL_DIED, start_kernel_with_retry
+
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(kwargs["stderr"])
+        kwargs["stderr"].write("port already in use\n")
+        if len(calls) < 3:
+            raise RuntimeError(KERNEL_DIED)
+        return "km", "kc"
+
+    assert start_kernel_with_retry(flaky, attempts=3) == ("km", "kc") and len(calls) == 3
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="(?s)attempt 2 of 2.*port already in use"):
+        start_kernel_with_retry(flaky, attempts=2)
+
+    def broken(**kwargs):
+        calls.append(1)
+        raise RuntimeError("No such kernel named python3")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="(?s)No such kernel.*attempt 1 of 3"):
+        start_kernel_with_retry(broken)
+    assert calls == [1]  # any other start-up error is not retried
+
+
+def test_nbval_starts_kernels_through_the_retry():
+    import nbval.kernel
+
+    assert getattr(nbval.kernel.start_new_kernel, "_course_retry", False)
+
+
+def test_dist_mode_is_in_the_configuration():
+    """Plain `pytest -n 2` must keep a notebook's cells on one worker."""
+    import tomllib
+
+    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    assert "--dist loadfile" in addopts

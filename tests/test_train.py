@@ -233,7 +233,7 @@ def ddp_cfg(ckpt_path=None):
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with the gloo backend is not available")
-def test_ddp_two_processes_match_single_process(tmp_path, free_port):
+def test_ddp_two_processes_match_single_process(tmp_path):
     out, ckpt = tmp_path / "ddp.pt", tmp_path / "ddp_ckpt.pt"
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(f"""
@@ -253,8 +253,8 @@ def test_ddp_two_processes_match_single_process(tmp_path, free_port):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-         "--master_addr=127.0.0.1", f"--master_port={free_port}", str(script)],
+        # --standalone: torchrun picks and holds its own rendezvous port (no free-port race)
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

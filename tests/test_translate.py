@@ -220,10 +220,11 @@ def test_cli_help_lists_the_commands(capsys):
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with the gloo backend is not available")
-def test_cli_under_torchrun_two_processes(tmp_path, tiny_tsv, free_port):
+def test_cli_under_torchrun_two_processes(tmp_path, tiny_tsv):
     out = tmp_path / "ddp.pt"
-    log = _run(["-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1", "--master_addr=127.0.0.1",
-                f"--master_port={free_port}", "-m", "course_lib.translate", "train", "--tsv", str(tiny_tsv[0]),
+    # --standalone: torchrun picks and holds its own rendezvous port (no free-port race)
+    log = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "course_lib.translate", "train", "--tsv", str(tiny_tsv[0]),
                 "--steps", "3", "--batch-size", "8", "--no-progress", "--out", str(out)], timeout=180)
     assert log.count("saved") == 1  # rank 0 only
     model, family, tok = load_translator(str(out))

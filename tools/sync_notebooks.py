@@ -527,6 +527,11 @@ def postprocess_executed(nb, root: Path, nb_dir: Path, name: str) -> list[str]:
     return errors
 
 
+#: nbclient's message when a kernel exits before answering; the only start-up failure retried.
+KERNEL_DIED = "Kernel died before replying to kernel_info"
+KERNEL_START_ATTEMPTS = 3
+
+
 def kernel_environment(fast: bool) -> dict[str, str]:
     """Environment changes for the kernels `execute` starts (they inherit this process's environment)."""
     return {"COURSE_FAST": "1" if fast else "0", "COURSE_HEADLESS": "1", "PYTHONHASHSEED": "0"}
@@ -560,7 +565,14 @@ def execute_notebook(path: Path, root: Path, fast: bool = False, timeout: int = 
     )
     start = time.perf_counter()
     try:
-        client.execute()
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                client.execute()
+                break
+            except RuntimeError as err:  # retry only a kernel that died at start-up (port race)
+                if KERNEL_DIED not in str(err) or attempt == KERNEL_START_ATTEMPTS:
+                    raise
+                print(f"{name}: kernel died at start-up (attempt {attempt}); retrying", file=sys.stderr)
     except CellExecutionError as err:
         return time.perf_counter() - start, [f"{name}: a cell raised (file left unchanged):\n{err}"]
     except Exception as err:  # noqa: BLE001 - timeouts, dead kernels: report and go on
