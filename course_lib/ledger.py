@@ -101,5 +101,98 @@ def load_ledger(folder: str | Path | None = None) -> dict[int, list[dict[str, An
     ledger: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
     for file in sorted(path.glob("*.json")):
         for key, entry in json.loads(file.read_text()).items():
+            _validate_entry(file, key, entry)
             ledger[int(key)].append(entry)
     return ledger
+
+
+def _validate_entry(file: Path, key: str, entry: Any) -> None:
+    """Refuse a saved entry that :func:`record_claim` would not have written, naming file and claim."""
+    where = f"{file.name}, claim {key!r}"
+    if not (isinstance(key, str) and key.isdigit() and int(key) in CLAIMS):
+        raise ValueError(f"{where}: the key must be a claim number 1..{len(CLAIMS)}.")
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object, got {type(entry).__name__}.")
+    missing = [k for k in ("claim", "verdict", "evidence", "lesson", "section") if k not in entry]
+    if missing:
+        raise ValueError(f"{where}: missing {missing}; save entries with record_claim().")
+    if entry["claim"] != int(key):
+        raise ValueError(f"{where}: the entry says claim {entry['claim']!r}.")
+    if entry["verdict"] not in VERDICTS:
+        raise ValueError(f"{where}: verdict {entry['verdict']!r} is not one of {VERDICTS}.")
+    if entry["lesson"] != file.stem:
+        raise ValueError(f"{where}: the entry names lesson {entry['lesson']!r}, but lives in {file.name}.")
+
+
+# --------------------------------------------------------------------------- the ledger table (lesson 08)
+
+#: The lessons whose experiments test each claim (two-digit lesson numbers): the hint a learner gets
+#: while a claim has no saved verdict. This is where the experiments are, not what they found.
+CLAIM_LESSONS: dict[int, tuple[str, ...]] = {
+    1: ("02",), 2: ("03", "06"), 3: ("03", "04", "06"), 4: ("05",), 5: ("02",), 6: ("05", "07"),
+    7: ("06", "07"), 8: ("07",), 9: ("07",), 10: ("05", "07"), 11: ("07",), 12: ("04",),
+}
+
+#: How the ledger combines the verdicts of several lessons on one claim (see :func:`combine_verdicts`).
+COMBINE_RULE = (
+    "One lesson: its verdict. Several lessons: if they agree, that verdict; a lesson's "
+    "'cannot be shown at toy scale' gives way to verdicts other lessons measured; "
+    "measured verdicts that disagree combine to 'nuanced'."
+)
+
+LEDGER_HEADER = "| # | claim | verdict | evidence (measured) | where |"
+NOT_MEASURED = "not yet measured"
+
+
+def combine_verdicts(verdicts: list[str] | tuple[str, ...]) -> str | None:
+    """One verdict for a claim tested in several lessons, by :data:`COMBINE_RULE`; ``None`` if none."""
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {v!r}")
+    if not verdicts:
+        return None
+    measured = {v for v in verdicts if v != VERDICTS[3]} or {VERDICTS[3]}
+    return measured.pop() if len(measured) == 1 else "nuanced"
+
+
+def not_measured_hint(claim: int) -> str:
+    """``"run lesson 05 or 07 in full mode"``: where a claim without a saved verdict gets one."""
+    lessons = CLAIM_LESSONS[claim]
+    names = lessons[0] if len(lessons) == 1 else ", ".join(lessons[:-1]) + " or " + lessons[-1]
+    return f"run lesson {names} in full mode"
+
+
+def section_link(entry: dict[str, Any]) -> str:
+    """Markdown link to the notebook heading that produced an entry (Jupyter's heading anchors)."""
+    anchor = entry["section"].strip().replace(" ", "-")
+    return f"[{entry['lesson'][:2]} · {_cell(entry['section'])}]({entry['lesson']}.ipynb#{anchor})"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside one Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def summarise(ledger: dict[int, list[dict[str, Any]]]) -> dict[int, str | None]:
+    """Combined verdict per claim (``None``: not yet measured)."""
+    return {c: combine_verdicts([e["verdict"] for e in ledger.get(c, [])]) for c in CLAIMS}
+
+
+def render_ledger(ledger: dict[int, list[dict[str, Any]]]) -> str:
+    """The claims ledger as a Markdown table: one row per claim, plus one row per lesson where several
+    lessons tested it (the claim's row then shows the combined verdict)."""
+    lines = [LEDGER_HEADER, "|---|---|---|---|---|"]
+    for claim, statement in CLAIMS.items():
+        entries = sorted(ledger.get(claim, []), key=lambda e: e["lesson"])
+        combined = combine_verdicts([e["verdict"] for e in entries])
+        if combined is None:
+            lines.append(f"| {claim} | {_cell(statement)} | *{NOT_MEASURED}* | {not_measured_hint(claim)} | — |")
+        elif len(entries) == 1:
+            e = entries[0]
+            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(e['evidence'])} | {section_link(e)} |")
+        else:
+            lessons = ", ".join(e["lesson"][:2] for e in entries)
+            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | combined over lessons {lessons} | — |")
+            for e in entries:
+                lines.append(f"| | ↳ lesson {e['lesson'][:2]} | {e['verdict']} | {_cell(e['evidence'])} | {section_link(e)} |")
+    return "\n".join(lines) + "\n"

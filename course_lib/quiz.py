@@ -238,3 +238,21 @@ def ask(mc: MultipleChoice | str, widget: bool | None = None):
 def check(question_id_or_obj: str | MultipleChoice, chosen: int | str) -> bool:
     """Grade and print the feedback (text form of the Check button); returns whether it was right."""
     return _get(question_id_or_obj).check(chosen)
+
+
+def grade_quiz(answers: Mapping[str, int | str]) -> tuple[int, list[tuple[str, bool, str]]]:
+    """Grade several answers keyed by question id: ``(number right, [(id, correct, feedback), ...])``.
+
+    Pure, like :func:`grade_choice`; an unknown id raises the same ``KeyError``.
+    """
+    results = [(qid, *grade_choice(qid, chosen)) for qid, chosen in answers.items()]
+    return sum(ok for _, ok, _ in results), results
+
+
+def check_quiz(answers: Mapping[str, int | str]) -> int:
+    """Grade several answers keyed by question id, print one line each and the score; returns the score."""
+    right, results = grade_quiz(answers)
+    for qid, ok, message in results:
+        print(("✅ " if ok else "❌ ") + f"{qid}: {message}")
+    print(f"{right} of {len(results)} right.")
+    return right
