@@ -114,6 +114,8 @@ def mlm_loss_ok(logits, labels):
 def clm_loss_ok(logits, tokens, pad_id=0):
     targets = tokens[:, 1:]
     keep = targets != pad_id
+    if not keep.any():
+        return logits.sum() * 0.0
     return nll(logits[:, :-1], targets)[keep].mean()
 
 
@@ -122,6 +124,8 @@ def shift_right_ok(targets, bos_id):
 
 
 def seq2seq_loss_ok(logits, targets, pad_id=0):
+    if not (targets != pad_id).any():
+        return logits.sum() * 0.0
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad_id)
 
 
@@ -266,8 +270,8 @@ WRONG = [
     ("mlm_loss", C.check_mlm_loss, lambda lg, lb: (nll(lg, lb) * (lb != IGNORE)).sum(), "mean"),
     ("mlm_loss", C.check_mlm_loss, lambda lg, lb: F.nll_loss(lg.flatten(0, 1), lb.flatten()), "log_softmax"),
     ("mlm_loss", C.check_mlm_loss, lambda lg, lb: F.nll_loss(lg.softmax(-1).log().flatten(0, 1), lb.flatten()), "log_softmax"),
-    ("mlm_loss", C.check_mlm_loss, lambda lg, lb: F.cross_entropy(lg.flatten(0, 1), lb.flatten()), "no position"),
-    ("mlm_loss", C.check_mlm_loss, lambda lg, lb: (nll(lg, lb) * (lb != IGNORE)).sum() / (lb != IGNORE).sum(), "no position"),
+    ("mlm_loss", C.check_mlm_loss, lambda lg, lb: F.cross_entropy(lg.flatten(0, 1), lb.flatten()), "not NaN"),
+    ("mlm_loss", C.check_mlm_loss, lambda lg, lb: (nll(lg, lb) * (lb != IGNORE)).sum() / (lb != IGNORE).sum(), "not NaN"),
     # CLM
     ("clm_loss", C.check_clm_loss, lambda lg, tok, pad_id=0: F.cross_entropy(lg.flatten(0, 1), tok.flatten(), ignore_index=pad_id), "t+1"),
     ("clm_loss", C.check_clm_loss, lambda lg, tok, pad_id=0: F.cross_entropy(lg.flatten(0, 1), tok.flatten()), "t+1"),
@@ -425,7 +429,7 @@ def test_use_or_reference_falls_back_when_not_implemented_or_wrong(capsys):
 
 def test_use_or_reference_finds_the_check_from_either_name_or_name_argument(capsys):
     def my_decoder(model, prompt, n, eos_id=2, pad_id=0):
-        return greedy(model, prompt, n)
+        return greedy(model, prompt, n, eos_id, pad_id)
 
     assert C.use_or_reference(my_decoder, C.reference_greedy_decode_with_cache) is my_decoder
     assert C.use_or_reference(lambda y, b: y, cl.shift_right, name="shift_right") is cl.shift_right

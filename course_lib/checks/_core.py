@@ -1,47 +1,66 @@
-"""Shared machinery of the exercise checks (see the package docstring). Instant feedback for the exercise notebooks.
+"""The machinery every exercise check shares.
 
-Each ``check_<name>(fn)`` runs a learner's function against the library's reference
-implementation on several seeded cases (edge cases included: padding, a fully masked row, a
-batch of one, length one) and answers in **one sentence**:
+A check ``check_<name>(fn)`` runs a learner's function against a reference on seeded
+:class:`Case` s and answers in **one friendly sentence**:
 
 * success: prints ``✅ <name>: all N cases match.`` and returns ``True``;
 * the function still raises ``NotImplementedError``: prints ``⏳ <name>: not implemented yet …``
   and returns ``False`` *without raising*, so an unsolved notebook runs top to bottom;
-* a wrong answer: raises ``AssertionError`` whose message names the likely mistake. The check
-  finds it by comparing the learner's output with *known-wrong* variants of the reference
-  (missing 1/√d_k, softmax over the wrong axis, an inverted mask, unshifted targets, …);
-* any other exception: re-raised as an ``AssertionError`` with one sentence naming it.
+* anything wrong: raises ``AssertionError`` with one sentence naming the likely mistake (never a
+  traceback; a learner's exception becomes one sentence too).
 
-``use_or_reference(mine, reference)`` lets a later task build on an earlier one: it returns the
-learner's function when it passes its check, the library's otherwise, and says which.
+How to write a check (see :mod:`.seq2seq` for a short one, :mod:`.clm` for a custom one)::
 
-The signatures the checks expect (the exercise notebooks state them too)::
+    @register("shift_right")                       # known to use_or_reference under this name
+    def check_shift_right(fn):
+        cases = [Case("no padding", (targets, 1)), Case("bos_id=9", (targets, 9)), ...]
+        return run_check("shift_right", fn, cases, reference, VARIANTS,
+                         arg_names=("targets", "bos_id"), output="ids")
 
-    scaled_dot_product_attention(q, k, v, mask=None) -> out (..., T_q, d_v)
-    causal_mask(t) -> bool (t, t)
-    padding_mask(tokens, pad_id=0) -> bool (B, 1, 1, T)
-    prefix_mask(t, prefix_len) -> bool (t, t)
-    split_heads(x, n_heads) -> (B, H, T, D)          merge_heads(x) -> (B, T, H*D)
-    cross_attention(x, context, w_q, w_k, w_v, w_o, n_heads, context_mask=None) -> (B, T, d)
-        (weights are (d, d) matrices used as ``x @ w_q``; no biases)
-    mlm_corrupt(tokens, vocab_size, mask_id, p=0.15) -> (inputs, labels)
-    mlm_loss(logits, labels) -> scalar          clm_loss(logits, tokens, pad_id=0) -> scalar
-    shift_right(targets, bos_id) -> (B, T)      seq2seq_loss(logits, targets, pad_id=0) -> scalar
-    greedy_decode_with_cache(model, prompt, max_new_tokens, eos_id=2, pad_id=0) -> (B, <= max_new_tokens)
+What :func:`run_check` does for every case, in this order:
+
+1. **copies** the inputs (one ``copy.deepcopy`` of args and kwargs together, so a case that passes
+   the *same* tensor several times — self-attention's ``f(x, x, x, mask)`` — stays aliased in the
+   copy; ``nn.Module`` s are shared, not copied), calls ``fn`` under ``torch.no_grad()``, then
+   compares the copies with pristine ones: a function that **changed an input in place** fails with
+   "your function changed its input `q` in place …" (``arg_names`` names the inputs);
+2. checks the **type** of the result with ``output``: ``"ids"`` (integer tensors: token ids, BOS
+   columns, beam indices), ``"mask"`` (torch.bool), ``"loss"`` (a floating tensor with one element,
+   not a Python number), ``"float"``; a tuple or dict of these for tuple / dict results; plus the
+   device of every returned tensor;
+3. compares the values with the reference (:func:`same`); on a mismatch it runs every known-wrong
+   :class:`Variant` on the same case and, if the learner's result equals one that differs from the
+   reference here, raises that variant's hint. :func:`variant_grid` builds single mistakes *and*
+   pairs of mistakes ("two mistakes: …; and …") from one formula with flags. Otherwise a generic
+   sentence about shape, dtype, NaN or the largest difference ("infinite", never 1.8e+308).
+
+After all cases pass, ``properties`` (callables taking ``fn`` and raising :class:`Fail`) test what
+values alone cannot: :func:`loss_backward_property` calls ``backward()`` (nothing-to-count case
+included), statistical tests run with a fixed seed, decoding checks count the positions each model
+call processes. Checks never change the notebook's random state.
+
+Rules of thumb for cases: edge cases (a batch of one, length one, padding, a fully masked row,
+nothing to predict), rows with *different* numbers of counted tokens (mean over tokens vs mean of
+per-row means), and **every argument at a non-default value in some case** (``pad_id``, ``eos_id``,
+``bos_id``, ``mask_id``, ``vocab_size`` …) so a hard-coded constant is caught. Pass keyword-only
+arguments of the library's signature as keywords.
+
+:func:`use_or_reference` lets a later task build on an earlier one: it returns the learner's
+function when it passes its check, the library's otherwise, and says which.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
+import copy
 import io
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..losses import IGNORE
 
@@ -53,27 +72,28 @@ SPECIAL_IDS = (PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID)
 NINF = float("-inf")
 
 
-
 # --------------------------------------------------------------------------------------------
-# machinery
+# cases, variants, failures
 # --------------------------------------------------------------------------------------------
-class _NotImplementedYet(Exception):
+class NotImplementedYet(Exception):
     """The learner's function raised NotImplementedError."""
 
 
-class _Fail(Exception):
+class Fail(Exception):
     """One-sentence diagnosis; turned into an AssertionError at the top of the check."""
 
 
 @dataclass
-class _Case:
+class Case:
+    """One input of a check. Pass the *same* object twice in ``args`` to test aliasing."""
+
     name: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
 
 
 @dataclass
-class _Variant:
+class Variant:
     """A known-wrong implementation and the sentence that explains the mistake.
     ``hint`` may use ``{got}`` and ``{expected}`` (the two shapes)."""
 
@@ -81,37 +101,97 @@ class _Variant:
     hint: str
 
 
-def _clone(obj):
-    if isinstance(obj, Tensor):
-        return obj.clone()
-    if isinstance(obj, tuple):
-        return tuple(_clone(o) for o in obj)
-    if isinstance(obj, list):
-        return [_clone(o) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _clone(v) for k, v in obj.items()}
-    return obj
+def variant_grid(formula: Callable[..., Any], axes: dict[str, dict[Any, str]], *, max_mistakes: int = 2,
+                 pairs: bool = True) -> list[Variant]:
+    """Known-wrong variants from one ``formula(*args, **flags)``. ``axes`` maps a flag to
+    ``{value: hint}``; the *first* value of each flag is the correct one (its hint is unused).
+    Returns every single mistake, then (``pairs``) every pair of mistakes on two different flags,
+    whose hint is ``"two mistakes: <hint 1>; and <hint 2>"``."""
+    wrong = [(flag, value, hint) for flag, opts in axes.items() for i, (value, hint) in enumerate(opts.items()) if i > 0]
+
+    def make(combo):
+        flags = {f: v for f, v, _ in combo}
+        fn = lambda *a, **kw: formula(*a, **kw, **flags)  # noqa: E731
+        if len(combo) == 1:
+            return Variant(fn, combo[0][2])
+        parts = [h.rstrip(". ") for _, _, h in combo]
+        return Variant(fn, "two mistakes: " + parts[0] + "; and " + parts[1][:1].lower() + parts[1][1:])
+
+    out = [make((w,)) for w in wrong]
+    if pairs and max_mistakes >= 2:
+        out += [make(c) for c in itertools.combinations(wrong, 2) if c[0][0] != c[1][0]]
+    return out
+
+
+# backwards-compatible private names (older code and tests use them)
+_NotImplementedYet, _Fail, _Case, _Variant = NotImplementedYet, Fail, Case, Variant
+
+
+# --------------------------------------------------------------------------------------------
+# copying, comparing, formatting
+# --------------------------------------------------------------------------------------------
+def _copy(obj):
+    """Deep copy that keeps aliasing inside ``obj`` and shares nn.Modules (models are not inputs)."""
+    memo: dict = {}
+
+    def seed(o):
+        if isinstance(o, nn.Module):
+            memo[id(o)] = o
+        elif isinstance(o, (tuple, list)):
+            for x in o:
+                seed(x)
+        elif isinstance(o, dict):
+            for x in o.values():
+                seed(x)
+
+    seed(obj)
+    return copy.deepcopy(obj, memo)
+
+
+_clone = _copy
+
+
+def _unchanged(a, b) -> bool:
+    if isinstance(a, nn.Module) or isinstance(b, nn.Module):
+        return True
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a.is_floating_point():
+            return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+        return torch.equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_unchanged(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_unchanged(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001
+        return True
 
 
 def _shape(t) -> tuple:
     return tuple(t.shape)
 
 
+def _fmt(shape: tuple) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def number(x: float) -> str:
+    """A number for a sentence: 'infinite' / '-infinite' / 'NaN' rather than 1.8e+308."""
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x) or abs(x) > 1e300:
+        return "infinite" if x > 0 else "minus infinite"
+    return f"{x:.4g}"
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     text = text if len(text) <= 200 else text[:197] + "..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _call(name: str, fn: Callable, case: _Case):
-    """Call the learner's function on a copy of the case's inputs."""
-    try:
-        with torch.no_grad():
-            return fn(*_clone(case.args), **_clone(case.kwargs))
-    except NotImplementedError:
-        raise _NotImplementedYet from None
-    except Exception as e:  # noqa: BLE001 - any learner error becomes one friendly sentence
-        raise _Fail(f"{name} raised {_one_line(e).rstrip('.')} on the case '{case.name}'; read the error, fix the cell above and run it again.") from None
 
 
 def _as_tensor(x):
@@ -122,11 +202,15 @@ def _as_tensor(x):
     return x
 
 
-def _same(a, b, *, lenient: bool = False, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
-    """Do two results agree? ``lenient`` also accepts agreement once NaN/±inf become 0 (used only
-    for matching known-wrong variants, whose NaNs a learner may have zeroed)."""
+def same(a, b, *, lenient: bool = False, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    """Do two results agree (tensors, numbers, tuples, lists, dicts)? ``lenient`` also accepts
+    agreement once NaN/±inf become 0 (used only to match known-wrong variants, whose NaNs a
+    learner may have zeroed). Integer and float tensors of equal values agree here: types are
+    judged separately by ``output=``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(same(a[k], b[k], lenient=lenient, atol=atol, rtol=rtol) for k in b)
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y, lenient=lenient, atol=atol, rtol=rtol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y, lenient=lenient, atol=atol, rtol=rtol) for x, y in zip(a, b))
     a, b = _as_tensor(a), _as_tensor(b)
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         return False
@@ -134,22 +218,152 @@ def _same(a, b, *, lenient: bool = False, atol: float = 1e-5, rtol: float = 1e-4
         a, b = a.reshape(()), b.reshape(())
     if a.shape != b.shape:
         return False
+    if (a.dtype == torch.bool) != (b.dtype == torch.bool) and not (a.is_floating_point() or b.is_floating_point()):
+        return torch.equal(a.long(), b.long())
     if a.dtype == torch.bool or b.dtype == torch.bool or not (a.is_floating_point() or b.is_floating_point()):
         return torch.equal(a.long(), b.long())
-    a, b = a.detach().double(), b.detach().double()
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
     if torch.allclose(a, b, atol=atol, rtol=rtol, equal_nan=True) and torch.equal(a.isinf(), b.isinf()):
         return True
     if lenient:
-        z = lambda t: torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
+        z = lambda t: torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)  # noqa: E731
         return torch.allclose(z(a), z(b), atol=atol, rtol=rtol)
     return False
 
 
-def _fmt(shape: tuple) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+_same = same
 
 
-def _diagnose(name: str, case: _Case, got, expected, variants: Sequence[_Variant], *, is_mask: bool = False) -> str | None:
+# --------------------------------------------------------------------------------------------
+# calling the learner's function
+# --------------------------------------------------------------------------------------------
+def _arg_label(i: int | str, arg_names: Sequence[str] | None) -> str:
+    if isinstance(i, str):
+        return i
+    if arg_names and i < len(arg_names):
+        return arg_names[i]
+    return f"argument {i + 1}"
+
+
+def _mutation_hint(name: str, label: str, case_name: str) -> str:
+    return (
+        f"{name}: your function changed its input `{label}` in place on the case '{case_name}' — work on a copy "
+        f"(`{label} = {label}.clone()`, or `x = x / …` instead of `x /= …`, `list(…)` / `+` instead of `.append`), "
+        "otherwise the caller's data is silently corrupted."
+    )
+
+
+def call(name: str, fn: Callable, case: Case, *, arg_names: Sequence[str] | None = None, grad: bool = False,
+         check_mutation: bool = True):
+    """Call the learner's function on a copy of the case's inputs; fail if it changed them."""
+    if grad:  # the caller's own leaf tensors, so that their .grad can be read afterwards
+        pristine, (args, kwargs), check_mutation = None, (list(case.args), dict(case.kwargs)), False
+    else:
+        pristine = _copy((case.args, case.kwargs))
+        args, kwargs = _copy(pristine)
+    try:
+        with torch.set_grad_enabled(grad):
+            out = fn(*args, **kwargs)
+    except NotImplementedError:
+        raise NotImplementedYet from None
+    except Fail:
+        raise
+    except Exception as e:  # noqa: BLE001 - any learner error becomes one friendly sentence
+        raise Fail(f"{name} raised {_one_line(e).rstrip('.')} on the case '{case.name}'; read the error, fix the cell above and run it again.") from None
+    if check_mutation:
+        for i, (before, after) in enumerate(zip(pristine[0], args)):
+            if not _unchanged(before, after):
+                raise Fail(_mutation_hint(name, _arg_label(i, arg_names), case.name))
+        for k in pristine[1]:
+            if not _unchanged(pristine[1][k], kwargs[k]):
+                raise Fail(_mutation_hint(name, k, case.name))
+    return out
+
+
+def _call(name: str, fn: Callable, case: Case, **kw):
+    return call(name, fn, case, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# types of the result
+# --------------------------------------------------------------------------------------------
+_KIND_WORDS = {"ids": "token ids / indices", "mask": "a mask", "loss": "the loss", "float": "values"}
+
+
+def type_problem(name: str, got, expected, output, case_name: str, what: str | None = None) -> str | None:
+    """One sentence if ``got`` has the wrong type / dtype / device for ``output`` (see module doc)."""
+    where = f"on the case '{case_name}'"
+    label = f"'{what}'" if what else "the result"
+    if output is None or got is None:
+        return None
+    if isinstance(output, dict):
+        if not isinstance(got, dict):
+            return None  # the value comparison explains it
+        for k, kind in output.items():
+            if k in got and isinstance(expected, dict) and k in expected:
+                p = type_problem(name, got[k], expected[k], kind, case_name, what=k)
+                if p:
+                    return p
+        return None
+    if isinstance(output, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(output):
+            return None
+        names = what.split(",") if what and "," in what else [None] * len(output)
+        for i, (g, e, kind) in enumerate(zip(got, expected, output)):
+            p = type_problem(name, g, e, kind, case_name, what=names[i] if names[i] else None)
+            if p:
+                return p
+        return None
+    if output == "loss":
+        if isinstance(got, (int, float)) and not isinstance(got, bool):
+            return (f"{name} returned a Python number on the case '{case_name}'; return the loss as a tensor computed from the logits "
+                    "(no .item() or float(...)), so that loss.backward() can train the model.")
+        if isinstance(got, Tensor) and not got.is_floating_point():
+            return f"{name} returned a loss of dtype {got.dtype} {where}; a loss is a floating-point tensor."
+    if not isinstance(got, Tensor) or not isinstance(expected, Tensor):
+        return None
+    if output == "mask" and got.dtype != torch.bool:
+        return f"{name}: {label} has dtype {got.dtype} {where}; a mask in this course is a torch.bool tensor (build it with a comparison, or add .bool())."
+    if got.device != expected.device:
+        return f"{name} returned {label} on device {got.device} {where} but the inputs are on {expected.device}; create new tensors with device=… of the inputs (e.g. torch.zeros_like)."
+    if output == "ids" and (got.is_floating_point() or got.dtype == torch.bool or got.is_complex()):
+        return (f"{name} returned {label} as {str(got.dtype).replace('torch.', 'torch.')} {where}; token ids and indices must be integers "
+                "(torch.long) — nn.Embedding and indexing reject floats — so use .long() or integer operations (//, argmax, torch.full(..., dtype=torch.long)).")
+    if output == "float" and not got.is_floating_point():
+        return f"{name} returned {label} of dtype {got.dtype} {where}; it should be a floating-point tensor."
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# the diagnosis
+# --------------------------------------------------------------------------------------------
+def _variant_hint(name: str, v: Variant, case: Case, got, expected) -> str:
+    try:
+        hint = v.hint.format(got=_fmt(_shape(got)) if isinstance(got, Tensor) else "?",
+                             expected=_fmt(_shape(expected)) if isinstance(expected, Tensor) else "?")
+    except Exception:  # noqa: BLE001
+        hint = v.hint
+    return f"{name}: {hint.rstrip('.')} (seen on the case '{case.name}')."
+
+
+def match_variant(name: str, case: Case, got, expected, variants: Sequence[Variant], *, transform=None) -> str | None:
+    """The hint of the first known-wrong variant that the result equals (and the reference does not)."""
+    for v in variants:
+        try:
+            with torch.no_grad():
+                wrong = v.fn(*_copy(case.args), **_copy(case.kwargs))
+        except Exception:  # noqa: BLE001 - a variant that cannot run on this case tells us nothing
+            continue
+        if transform is not None:
+            wrong = transform(wrong)
+        if same(wrong, expected):
+            continue  # this mistake is invisible on this case
+        if same(got, wrong) or same(got, wrong, lenient=True):
+            return _variant_hint(name, v, case, got, expected)
+    return None
+
+
+def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant], *, is_mask: bool = False) -> str | None:
     """None if ``got`` matches ``expected``; otherwise one sentence naming the likely mistake."""
     if got is None:
         return f"{name} returned None on the case '{case.name}'; did you forget the `return` statement?"
@@ -161,45 +375,45 @@ def _diagnose(name: str, case: _Case, got, expected, variants: Sequence[_Variant
             )
         if got.shape == expected.shape and torch.equal(got != 0, expected):
             return f"{name} returned dtype {got.dtype} but masks in this course are boolean (True = may attend): add `.bool()` or build it with a comparison."
-    if _same(got, expected):
+    if same(got, expected):
         return None
     got_cmp = got.ne(0) if (is_mask and isinstance(got, Tensor) and got.dtype != torch.bool) else got
-    for v in variants:
-        try:
-            with torch.no_grad():
-                wrong = v.fn(*_clone(case.args), **_clone(case.kwargs))
-        except Exception:  # noqa: BLE001 - a variant that cannot run on this case tells us nothing
-            continue
-        if _same(wrong, expected):
-            continue  # this mistake is invisible on this case
-        if _same(got_cmp, wrong) or _same(got_cmp, wrong, lenient=True):
-            try:
-                hint = v.hint.format(got=_fmt(_shape(got)), expected=_fmt(_shape(expected)))
-            except Exception:  # noqa: BLE001
-                hint = v.hint
-            return f"{name}: {hint.rstrip('.')} (seen on the case '{case.name}')."
+    got_t = _as_tensor(got)
+    if isinstance(expected, Tensor) and expected.numel() == 1 and isinstance(got_t, Tensor) and got_t.numel() == 1 \
+            and got_t.is_floating_point() and bool(torch.isnan(got_t).any()) and not bool(torch.isnan(expected).any()):
+        return (f"{name} returned NaN on the case '{case.name}', where the reference gives {number(expected)}; when nothing is counted the loss "
+                "must be 0, not NaN (0 / 0): return logits.sum() * 0.0 in that case.")
+    hit = match_variant(name, case, got_cmp, expected, variants)
+    if hit:
+        return hit
+    where = f"on the case '{case.name}'"
     if isinstance(expected, Tensor):
         if not isinstance(got, Tensor):
             if isinstance(got, (int, float)) and expected.numel() == 1:
                 pass
             else:
-                return f"{name} returned a {type(got).__name__} on the case '{case.name}' but should return a torch.Tensor of shape {_fmt(_shape(expected))}."
+                return f"{name} returned a {type(got).__name__} {where} but should return a torch.Tensor of shape {_fmt(_shape(expected))}."
         got_t = _as_tensor(got)
         if expected.numel() == 1 and got_t.numel() != 1:
             return (
-                f"{name} returned a tensor of shape {_fmt(_shape(got_t))} on the case '{case.name}' but should return a single "
+                f"{name} returned a tensor of shape {_fmt(_shape(got_t))} {where} but should return a single "
                 "number (the mean over the counted tokens), shape ()."
             )
         if got_t.numel() != 1 and got_t.shape != expected.shape:
-            return f"{name} returned shape {_fmt(_shape(got_t))} but the expected shape is {_fmt(_shape(expected))} on the case '{case.name}'."
+            return f"{name} returned shape {_fmt(_shape(got_t))} but the expected shape is {_fmt(_shape(expected))} {where}."
         if got_t.is_floating_point() and bool(torch.isnan(got_t).any()) and not bool(torch.isnan(expected).any()):
-            return f"{name} returned NaN on the case '{case.name}', where the reference has finite values; look for a softmax or mean over an empty set."
+            if expected.numel() == 1:
+                return (f"{name} returned NaN {where}, where the reference gives {number(expected)}; when nothing is counted the loss must be 0 "
+                        "(return logits.sum() * 0.0), and a mean over an empty set or log(0) gives NaN.")
+            return f"{name} returned NaN {where}, where the reference has finite values; look for a softmax over a row of -inf or a mean over an empty set."
+        if got_t.is_floating_point() and bool(torch.isinf(got_t).any()) and not bool(torch.isinf(expected).any()):
+            return f"{name} returned an infinite value {where}, where the reference is finite; look for log(0) (use log_softmax / cross_entropy) or a division by zero."
         if got_t.is_floating_point() and expected.is_floating_point():
-            diff = (got_t.detach().double().reshape(expected.shape) - expected.double()).abs().nan_to_num(nan=float("inf")).max().item()
-            return f"{name} gives different values from the reference on the case '{case.name}' (largest difference {diff:.3g}); compare your code with the formula above, step by step."
-        wrong = int((got_t.reshape(expected.shape).long() != expected.long()).sum())
-        return f"{name} differs from the reference in {wrong} of {expected.numel()} entries on the case '{case.name}'; compare your code with the formula above."
-    return f"{name} gives a different result from the reference on the case '{case.name}'."
+            diff = (got_t.detach().double().cpu().reshape(expected.shape) - expected.double().cpu()).abs().max().item()
+            return f"{name} gives different values from the reference {where} (largest difference {number(diff)}); compare your code with the formula above, step by step."
+        wrong = int((got_t.reshape(expected.shape).long().cpu() != expected.long().cpu()).sum())
+        return f"{name} differs from the reference in {wrong} of {expected.numel()} entries {where}; compare your code with the formula above."
+    return f"{name} gives a different result from the reference {where}."
 
 
 def _ok(name: str, n: int, what: str = "cases match") -> bool:
@@ -212,24 +426,114 @@ def _pending(name: str) -> bool:
     return False
 
 
-def _run(name: str, fn: Callable, cases: Sequence[_Case], reference: Callable, variants: Sequence[_Variant], *, is_mask: bool = False) -> bool:
+def not_callable(name: str, fn) -> None:
     if not callable(fn):
         raise AssertionError(f"check_{name} needs your function itself, e.g. check_{name}({name}); got a {type(fn).__name__}.")
+
+
+def guarded(name: str, body: Callable[[], int | None], what: str = "cases match") -> bool:
+    """Run ``body()`` (which raises Fail / NotImplementedYet, and returns the number of cases) with
+    the notebook's random state untouched, and turn the outcome into the check's verdict."""
     try:
-        with torch.random.fork_rng(devices=[]):  # a check never changes the notebook's random state
-            for case in cases:
-                torch.manual_seed(0)
-                with torch.no_grad():
-                    expected = reference(*_clone(case.args), **_clone(case.kwargs))
-                got = _call(name, fn, case)
-                problem = _diagnose(name, case, got, expected, variants, is_mask=is_mask)
-                if problem:
-                    raise _Fail(problem)
-    except _NotImplementedYet:
+        with torch.random.fork_rng(devices=[]):
+            n = body()
+    except NotImplementedYet:
         return _pending(name)
-    except _Fail as e:
+    except Fail as e:
         raise AssertionError(str(e)) from None
-    return _ok(name, len(cases))
+    return _ok(name, n or 0, what)
+
+
+def run_check(name: str, fn: Callable, cases: Sequence[Case], reference: Callable, variants: Sequence[Variant], *,
+              is_mask: bool = False, output=None, arg_names: Sequence[str] | None = None,
+              properties: Sequence[Callable[[Callable], None]] = (), shape_check: Callable | None = None,
+              transform: Callable | None = None, output_names: Sequence[str] | None = None,
+              pre_check: Callable | None = None) -> bool:
+    """The standard check (see the module docstring). ``transform`` normalises both results before
+    comparing (e.g. ignore don't-care entries); ``shape_check(got, expected, case) -> str | None``
+    explains a mismatch no variant matched; ``pre_check(got, expected, case) -> str | None`` runs
+    before the type check (e.g. outputs returned in the wrong order)."""
+    not_callable(name, fn)
+
+    def body():
+        for case in cases:
+            torch.manual_seed(0)
+            with torch.no_grad():
+                expected = reference(*_copy(case.args), **_copy(case.kwargs))
+            got = call(name, fn, case, arg_names=arg_names)
+            if got is None:
+                raise Fail(f"{name} returned None on the case '{case.name}'; did you forget the `return` statement?")
+            problem = pre_check(got, expected, case) if pre_check is not None and not same(got, expected) else None
+            problem = problem or type_problem(name, got, expected, output, case.name,
+                                   what=",".join(output_names) if output_names else None)
+            if problem:
+                raise Fail(problem)
+            got_c = transform(got) if transform else got
+            exp_c = transform(expected) if transform else expected
+            if shape_check is None:
+                problem = _diagnose(name, case, got_c, exp_c, variants, is_mask=is_mask)
+            elif same(got_c, exp_c):
+                problem = None
+            else:
+                problem = match_variant(name, case, got_c, exp_c, variants, transform=transform) or shape_check(got, expected, case) or (
+                    f"{name} gives a different result from the reference on the case '{case.name}'; compare your code with the description above, step by step.")
+            if problem:
+                raise Fail(problem)
+        for prop in properties:
+            prop(fn)
+        return len(cases)
+
+    return guarded(name, body)
+
+
+def _run(name, fn, cases, reference, variants, *, is_mask=False, **kw) -> bool:
+    return run_check(name, fn, cases, reference, variants, is_mask=is_mask, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# properties shared by several checks
+# --------------------------------------------------------------------------------------------
+def loss_backward_property(name: str, cases: Sequence[Case], reference: Callable, *, grad_arg: int = 0,
+                           arg_names: Sequence[str] | None = None) -> Callable[[Callable], None]:
+    """A property: for each case, the learner's loss is a tensor connected to ``args[grad_arg]``
+    (the logits), ``backward()`` works (also when nothing is counted) and gives the reference's
+    gradient, with no NaN."""
+
+    def prop(fn):
+        for case in cases:
+            args = list(_copy(case.args))
+            leaf = args[grad_arg].detach().clone().requires_grad_(True)
+            args[grad_arg] = leaf
+            ref_leaf = case.args[grad_arg].detach().clone().requires_grad_(True)
+            ref_args = list(_copy(case.args))
+            ref_args[grad_arg] = ref_leaf
+            reference(*ref_args, **_copy(case.kwargs)).backward()
+            c = Case(case.name, tuple(args), case.kwargs)
+            out = call(name, fn, c, arg_names=arg_names, grad=True, check_mutation=False)
+            where = f"on the case '{case.name}'"
+            if not isinstance(out, Tensor):
+                raise Fail(f"{name} returned a {type(out).__name__} {where}; return the loss as a tensor computed from the logits, so that loss.backward() can train the model.")
+            if not out.requires_grad:
+                raise Fail(
+                    f"{name} returned a loss that is not connected to the logits {where} (a new torch.tensor(...), .item(), .detach() or "
+                    "torch.no_grad() cut the graph), so loss.backward() fails; when nothing is counted return logits.sum() * 0.0."
+                )
+            try:
+                out.reshape(()).backward() if out.numel() == 1 else out.sum().backward()
+            except Exception as e:  # noqa: BLE001
+                raise Fail(f"{name}: loss.backward() raised {_one_line(e).rstrip('.')} {where}; keep the loss a differentiable function of the logits.") from None
+            g = leaf.grad
+            if g is None:
+                raise Fail(f"{name}: loss.backward() gives the logits no gradient {where}; compute the loss from the logits themselves.")
+            if bool(torch.isnan(g).any()):
+                raise Fail(
+                    f"{name}: loss.backward() gives NaN gradients {where}, which would ruin the model's weights; when nothing is counted return "
+                    "logits.sum() * 0.0, and avoid log(softmax(…)) or 0/0."
+                )
+            if not torch.allclose(g.double(), ref_leaf.grad.double(), atol=1e-5, rtol=1e-3):
+                raise Fail(f"{name}: the gradient of your loss differs from the reference's {where}, although the values agree; compute it from the logits with differentiable operations (no .detach() inside).")
+
+    return prop
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -240,18 +544,25 @@ def _randn(g: torch.Generator, *shape: int) -> Tensor:
     return torch.randn(*shape, generator=g)
 
 
-def _padded_tokens(g: torch.Generator, lengths: Sequence[int], t: int, vocab: int = 20, bos: bool = False, eos: bool = False) -> Tensor:
+def _padded_tokens(g: torch.Generator, lengths: Sequence[int], t: int, vocab: int = 20, bos: bool = False, eos: bool = False,
+                   pad_id: int = PAD_ID, eos_id: int = EOS_ID) -> Tensor:
     """Right-padded ids ``(B, t)``: ordinary tokens (ids >= 6), optional BOS/EOS, then PAD."""
-    out = torch.full((len(lengths), t), PAD_ID, dtype=torch.long)
+    out = torch.full((len(lengths), t), pad_id, dtype=torch.long)
     for i, n in enumerate(lengths):
         row = torch.randint(len(SPECIAL_IDS), vocab, (n,), generator=g)
+        if pad_id >= len(SPECIAL_IDS):
+            row[row == pad_id] = len(SPECIAL_IDS)
         if bos and n > 0:
             row[0] = BOS_ID
         if eos and n > 1:
-            row[-1] = EOS_ID
+            row[-1] = eos_id
         out[i, :n] = row
     return out
 
+
+# --------------------------------------------------------------------------------------------
+# loss helpers shared by the MLM, CLM and seq2seq checks
+# --------------------------------------------------------------------------------------------
 def _nll(logits: Tensor, targets: Tensor) -> Tensor:
     """Per-position −log p(target); targets equal to IGNORE give 0."""
     safe = targets.clamp(min=0)
@@ -259,17 +570,47 @@ def _nll(logits: Tensor, targets: Tensor) -> Tensor:
     return out.masked_fill(targets == IGNORE, 0.0)
 
 
+def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", logp: str = "log_softmax", empty: str = "zero") -> Tensor:
+    """Cross-entropy of ``logits (B, T, V)`` against ``targets (B, T)`` (IGNORE = not counted), with
+    the usual wrong turns as flags: ``reduce`` in tokens / sum / all (mean over B·T) / rows (mean of
+    per-row means); ``logp`` in log_softmax / none (logits used as log-probs) / unstable
+    (log(softmax)) / softmax_nll (−softmax, no log); ``empty`` in zero / nan."""
+    lg = logits.float()
+    lp = {"log_softmax": lambda: F.log_softmax(lg, -1), "none": lambda: lg, "unstable": lambda: lg.softmax(-1).log(),
+          "softmax_nll": lambda: lg.softmax(-1)}[logp]()
+    keep = targets != IGNORE
+    per = -lp.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1) * keep
+    n = keep.sum()
+    if reduce == "sum":
+        return per.sum()
+    if reduce == "all":
+        return per.mean()
+    if reduce == "rows":
+        cnt = keep.sum(1)
+        rows = per.sum(1) / cnt.clamp(min=1)
+        return rows[cnt > 0].mean() if empty == "nan" or bool((cnt > 0).any()) else lg.sum() * 0.0
+    if int(n) == 0:
+        return lg.sum() * (float("nan") if empty == "nan" else 0.0)
+    return per.sum() / n
+
+
 _MEAN = "the loss is a sum; return the mean over the counted tokens, so batches with different padding are comparable."
+_PER_ROW = "the loss is averaged per sequence and then over the batch; average over all counted tokens at once, so every token weighs the same."
+_ALL = "the loss is averaged over all positions, padding included; divide by the number of counted targets only."
+_LOGP = {
+    "none": "the logits are used as log-probabilities; apply log_softmax first (or call F.cross_entropy on the logits).",
+    "unstable": "log(softmax(logits)) underflows to -inf for large logits; use F.log_softmax or F.cross_entropy, which are numerically stable.",
+    "softmax_nll": "the probabilities are used without the log: the loss is −log p(target), e.g. F.cross_entropy(logits, targets).",
+}
+_EMPTY = "when nothing is counted the loss must be 0, not NaN (0 / 0); return `logits.sum() * 0.0` in that case."
+
 
 def _logits_case(g: torch.Generator, b: int, t: int, v: int, scale: float = 2.0) -> Tensor:
     return _randn(g, b, t, v) * scale
 
 
-# 6. CLM loss
-# --------------------------------------------------------------------------------------------
 def _pads_ignored(t: Tensor, pad_id: int) -> Tensor:
     return t.masked_fill(t == pad_id, IGNORE)
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +650,7 @@ def use_or_reference(learner_fn: Callable, reference_fn: Callable, name: str | N
         sdpa = use_or_reference(scaled_dot_product_attention, course_lib.scaled_dot_product_attention)
 
     The check is found from the functions' names (``my_``/``reference_`` prefixes are dropped) or
-    from ``name=``; a function without a check is used as it is.
+    from ``name``; a function without a check is used as it is.
     """
     label = name or getattr(learner_fn, "__name__", None) or getattr(reference_fn, "__name__", "function")
     ref_label = getattr(reference_fn, "__module__", "course_lib") or "course_lib"

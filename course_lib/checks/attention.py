@@ -15,11 +15,14 @@ from ..masks import causal_mask as _ref_causal_mask
 from ..masks import padding_mask as _ref_padding_mask
 from ..masks import prefix_mask as _ref_prefix_mask
 
-from ._core import (_CHECKS, NINF, PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID, SPECIAL_IDS, _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone, _diagnose, _fmt, _gen, _logits_case, _MEAN, _nll, _ok, _one_line, _padded_tokens, _pads_ignored, _pending, _randn, _run, _same, _shape, register)  # noqa: F401
+from ._core import NINF, Case, Variant, _gen, _padded_tokens, _randn, register, run_check, variant_grid
+from ._core import Case as _Case  # noqa: F401
+from ._core import Variant as _Variant  # noqa: F401
 
 __all__ = ["check_scaled_dot_product_attention", "check_causal_mask", "check_padding_mask", "check_prefix_mask", "check_split_heads", "check_merge_heads", "check_cross_attention", "reference_split_heads", "reference_merge_heads", "reference_cross_attention"]
 
 
+# --------------------------------------------------------------------------------------------
 # references for the exercises that have no function of the same shape in the library
 # --------------------------------------------------------------------------------------------
 def reference_split_heads(x: Tensor, n_heads: int) -> Tensor:
@@ -54,9 +57,10 @@ def reference_cross_attention(
 # --------------------------------------------------------------------------------------------
 # 1. scaled dot-product attention
 # --------------------------------------------------------------------------------------------
-def _sdpa_formula(q, k, v, mask=None, *, scale="sqrt_dk", fill="ninf", axis=-1, empty="zero", weights_only=False):
+def _sdpa_formula(q, k, v, mask=None, *, scale="sqrt_dk", fill="ninf", axis=-1, empty="zero", weights_only=False,
+                  transpose_v=False, kq=False):
     d = {"sqrt_dk": math.sqrt(q.shape[-1]), "none": 1.0, "dk": float(q.shape[-1]), "sqrt_dv": math.sqrt(v.shape[-1])}[scale]
-    s = q @ k.transpose(-2, -1) / d
+    s = (k @ q.transpose(-2, -1) if kq else q @ k.transpose(-2, -1)) / d
     if mask is not None:
         if fill == "ninf":
             s = s.masked_fill(~mask, NINF)
@@ -71,30 +75,32 @@ def _sdpa_formula(q, k, v, mask=None, *, scale="sqrt_dk", fill="ninf", axis=-1, 
         w = w.masked_fill(~mask, 0.0)
     if empty == "zero":
         w = torch.nan_to_num(w, nan=0.0)
-    return w if weights_only else w @ v
+    return w if weights_only else w @ (v.transpose(-2, -1) if transpose_v else v)
 
 
-_SDPA_VARIANTS = [
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, scale="none"),
-             "the scores are not divided by √d_k; compute softmax(Q Kᵀ / √d_k) V with d_k = q.shape[-1]."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, scale="dk"),
-             "the scores are divided by d_k instead of √d_k; use math.sqrt(d_k)."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, scale="sqrt_dv"),
-             "the scores are scaled with the size of V; divide by √d_k, where d_k = q.shape[-1] is the size of the queries and keys."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, axis=-2),
-             "the softmax runs over the wrong axis; normalise over the keys (dim=-1), so each query's weights sum to 1."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="after"),
-             "the mask is applied after the softmax, so the remaining weights no longer sum to 1; fill masked scores with -inf before the softmax."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="inverted"),
-             "the mask is inverted: True means 'may attend', so fill the scores where the mask is False (`~mask`) with -inf."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="zero"),
-             "masked scores are set to 0 instead of -inf, and a score of 0 still gets probability; use scores.masked_fill(~mask, float('-inf'))."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, empty="nan"),
-             "a query whose keys are all masked gives NaN (the softmax of a row of -inf); give such rows an output of zeros, e.g. weights = torch.nan_to_num(weights)."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, fill="big"),
-             "a query whose keys are all masked should get an output of zeros, not the average of all values; zero the weights of rows with no visible key."),
-    _Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, weights_only=True),
-             "you returned the attention weights {got}; multiply them by V to get the output {expected}."),
+_SDPA_AXES = {
+    "scale": {"sqrt_dk": "",
+              "none": "the scores are not divided by √d_k; compute softmax(Q Kᵀ / √d_k) V with d_k = q.shape[-1].",
+              "dk": "the scores are divided by d_k instead of √d_k; use math.sqrt(d_k).",
+              "sqrt_dv": "the scores are scaled with the size of V; divide by √d_k, where d_k = q.shape[-1] is the size of the queries and keys."},
+    "axis": {-1: "", -2: "the softmax runs over the wrong axis; normalise over the keys (dim=-1), so each query's weights sum to 1."},
+    "fill": {"ninf": "",
+             "after": "the mask is applied after the softmax, so the remaining weights no longer sum to 1; fill masked scores with -inf before the softmax.",
+             "inverted": "the mask is inverted: True means 'may attend', so fill the scores where the mask is False (`~mask`) with -inf.",
+             "zero": "masked scores are set to 0 instead of -inf, and a score of 0 still gets probability; use scores.masked_fill(~mask, float('-inf')).",
+             "big": "a query whose keys are all masked should get an output of zeros, not the average of all values; zero the weights of rows with no visible key."},
+    "empty": {"zero": "", "nan": "a query whose keys are all masked gives NaN (the softmax of a row of -inf); give such rows an output of zeros, e.g. weights = torch.nan_to_num(weights)."},
+    "weights_only": {False: "", True: "you returned the attention weights {got}; multiply them by V to get the output {expected}."},
+}
+_SDPA_VARIANTS = variant_grid(_sdpa_formula, _SDPA_AXES) + [
+    Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, transpose_v=True),
+            "the weights multiply Vᵀ or V is transposed; the output is weights @ v, shape (…, T_q, d_v)."),
+    Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m, kq=True),
+            "the scores are K Qᵀ (keys × queries); compute Q Kᵀ so that row i holds query i's scores over the keys."),
+    Variant(lambda q, k, v, m=None: _sdpa_formula(q, q, v, m),
+            "the keys are not used: the scores must be Q Kᵀ (you compared the queries with themselves)."),
+    Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, k, m),
+            "the output mixes the keys instead of the values: multiply the weights by V."),
 ]
 
 
@@ -110,6 +116,10 @@ def _sdpa_cases() -> list[_Case]:
     full[0, 0, 1] = False  # query 1 of the first sequence may see no key at all
     full[1, 0, :, 3:] = False
     cases.append(_Case("a fully masked query row", (_randn(g, 2, 1, 4, 8), _randn(g, 2, 1, 5, 8), _randn(g, 2, 1, 5, 8), full)))
+    x = _randn(g, 2, 2, 5, 8)  # self-attention: the very same tensor as q, k and v
+    cases.append(_Case("self-attention f(x, x, x, mask) with one tensor as q, k and v", (x, x, x, _ref_causal_mask(5))))
+    sq = _randn(g, 1, 1, 4, 4)  # square keys and values: a transposed V has the right shape here
+    cases.append(_Case("square V (T_k = d_v)", (_randn(g, 1, 1, 4, 4), _randn(g, 1, 1, 4, 4), sq)))
     return cases
 
 
@@ -127,8 +137,9 @@ def check_scaled_dot_product_attention(fn: Callable) -> bool:
         return out
 
     if not callable(fn):
-        return _run("scaled_dot_product_attention", fn, [], ref, [])
-    return _run("scaled_dot_product_attention", learner, _sdpa_cases(), ref, _SDPA_VARIANTS)
+        return run_check("scaled_dot_product_attention", fn, [], ref, [])
+    return run_check("scaled_dot_product_attention", learner, _sdpa_cases(), ref, _SDPA_VARIANTS,
+                     arg_names=("q", "k", "v", "mask"), output="float")
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +165,7 @@ def check_causal_mask(fn: Callable) -> bool:
     """Check ``fn(t) -> bool (t, t)`` with True where key j <= query i."""
     cases = [_Case(f"t={t}", (t,)) for t in (4, 1, 2, 7)]
     cases[1].name = "t=1 (a single position)"
-    return _run("causal_mask", fn, cases, lambda t: _ref_causal_mask(t), _CAUSAL_VARIANTS, is_mask=True)
+    return run_check("causal_mask", fn, cases, lambda t: _ref_causal_mask(t), _CAUSAL_VARIANTS, is_mask=True, arg_names=("t",))
 
 
 _PADDING_VARIANTS = [
@@ -186,7 +197,7 @@ def check_padding_mask(fn: Callable) -> bool:
     toks[0, 1] = 0  # an id 0 that is *not* padding here
     toks[toks == 3] = 9
     cases.append(_Case("pad_id=9 passed as the second argument", (toks, 9)))
-    return _run("padding_mask", fn, cases, _ref_padding_mask, _PADDING_VARIANTS, is_mask=True)
+    return run_check("padding_mask", fn, cases, _ref_padding_mask, _PADDING_VARIANTS, is_mask=True, arg_names=("tokens", "pad_id"))
 
 
 def _tri(t: int) -> Tensor:
@@ -221,7 +232,7 @@ def check_prefix_mask(fn: Callable) -> bool:
         _Case("t=1, prefix_len=1", (1, 1)),
         _Case("t=7, prefix_len=5", (7, 5)),
     ]
-    return _run("prefix_mask", fn, cases, lambda t, p: _ref_prefix_mask(t, p), _PREFIX_VARIANTS, is_mask=True)
+    return run_check("prefix_mask", fn, cases, lambda t, p: _ref_prefix_mask(t, p), _PREFIX_VARIANTS, is_mask=True, arg_names=("t", "prefix_len"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +273,7 @@ def check_split_heads(fn: Callable) -> bool:
         _Case("one head (H=1)", (_randn(g, 2, 3, 6), 1)),
         _Case("heads of size one (D=1)", (_randn(g, 2, 4, 4), 4)),
     ]
-    return _run("split_heads", fn, cases, reference_split_heads, _SPLIT_VARIANTS)
+    return run_check("split_heads", fn, cases, reference_split_heads, _SPLIT_VARIANTS, arg_names=("x", "n_heads"), output="float")
 
 
 @register("merge_heads")
@@ -276,7 +287,7 @@ def check_merge_heads(fn: Callable) -> bool:
         _Case("one head (H=1)", (_randn(g, 2, 1, 3, 6),)),
         _Case("heads of size one (D=1)", (_randn(g, 2, 4, 3, 1),)),
     ]
-    return _run("merge_heads", fn, cases, reference_merge_heads, _MERGE_VARIANTS)
+    return run_check("merge_heads", fn, cases, reference_merge_heads, _MERGE_VARIANTS, arg_names=("x",), output="float")
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,21 +312,24 @@ def _cross_formula(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, q_
     return lin(out, w_o) if use_wo else out
 
 
-def _cv(hint: str, **flags) -> _Variant:
-    return _Variant(lambda *a, **kw: _cross_formula(*a, **kw, **flags), hint)
+def _cross_flags(*a, src="ok", **flags):
+    extra = {"ok": {}, "kv_x": {"kv_from": "x"}, "swap": {"q_from": "ctx", "kv_from": "x"}}[src]
+    return _cross_formula(*a, **flags, **extra)
 
 
-_CROSS_VARIANTS = [
-    _cv("K and V are computed from the decoder stream x; in cross-attention Q comes from x, but K and V come from the encoder output `context`.", kv_from="x"),
-    _cv("queries and keys/values are swapped: Q = x @ w_q comes from the decoder (x), K and V from the encoder output (context).", q_from="ctx", kv_from="x"),
-    _cv("the source padding is not masked; pass context_mask to the attention so decoder queries cannot attend to padded source tokens.", use_mask=False),
-    _cv("cross-attention must not be causal: every decoder position may see the whole source, so use only context_mask.", causal=True),
-    _cv("the scores are not divided by √d_head; scale each head's scores by 1/√(d_model / n_heads).", scale="none"),
-    _cv("the scores are divided by √d_model; the scale is per head, 1/√d_head with d_head = d_model / n_heads.", scale="model"),
-    _cv(_HD.replace("heads are split", "heads are split (or merged)"), order="d h"),
-    _cv("the output projection W_O is missing: multiply the merged heads by w_o.", use_wo=False),
-    _cv("the weights are used transposed: the projections here are plain matrices, so compute x @ w_q (not F.linear(x, w_q), which is x @ w_qᵀ).", transpose_w=True),
-]
+_CROSS_AXES = {
+    "src": {"ok": "",
+            "kv_x": "K and V are computed from the decoder stream x; in cross-attention Q comes from x, but K and V come from the encoder output `context`.",
+            "swap": "queries and keys/values are swapped: Q = x @ w_q comes from the decoder (x), K and V from the encoder output (context)."},
+    "use_mask": {True: "", False: "the source padding is not masked; pass context_mask to the attention so decoder queries cannot attend to padded source tokens."},
+    "causal": {False: "", True: "cross-attention must not be causal: every decoder position may see the whole source, so use only context_mask."},
+    "scale": {"head": "", "none": "the scores are not divided by √d_head; scale each head's scores by 1/√(d_model / n_heads).",
+              "model": "the scores are divided by √d_model; the scale is per head, 1/√d_head with d_head = d_model / n_heads."},
+    "order": {"h d": "", "d h": _HD.replace("heads are split", "heads are split (or merged)")},
+    "use_wo": {True: "", False: "the output projection W_O is missing: multiply the merged heads by w_o."},
+    "transpose_w": {False: "", True: "the weights are used transposed: the projections here are plain matrices, so compute x @ w_q (not F.linear(x, w_q), which is x @ w_qᵀ)."},
+}
+_CROSS_VARIANTS = variant_grid(_cross_flags, _CROSS_AXES)
 
 
 @register("cross_attention")
@@ -337,6 +351,7 @@ def check_cross_attention(fn: Callable) -> bool:
         case("one head", 2, 3, 2, 8, 1),
         case("a shorter source than target, padded", 3, 5, 3, 12, 3, lengths=[3, 1, 2]),
     ]
-    return _run("cross_attention", fn, cases, reference_cross_attention, _CROSS_VARIANTS)
+    return run_check("cross_attention", fn, cases, reference_cross_attention, _CROSS_VARIANTS,
+                     arg_names=("x", "context", "w_q", "w_k", "w_v", "w_o", "n_heads", "context_mask"), output="float")
 
 

@@ -1,48 +1,53 @@
-"""Checks for lesson 03: CLM loss and greedy decoding with a KV cache."""
+"""Checks for lesson 03: the CLM loss, sampling (temperature, top-k, top-p) and greedy decoding
+with a KV cache."""
 from __future__ import annotations
 
-import math
+import copy
+import functools
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor
-
-import functools
 
 from ..config import ModelConfig
 from ..generation import generate
-from ..losses import IGNORE
 from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
+from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
+                    Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
+                    loss_formula, not_callable, register, run_check, type_problem, variant_grid)
 
-from ._core import (_CHECKS, NINF, PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID, SPECIAL_IDS, _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone, _diagnose, _fmt, _gen, _logits_case, _MEAN, _nll, _ok, _one_line, _padded_tokens, _pads_ignored, _pending, _randn, _run, _same, _shape, register)  # noqa: F401
+_Case, _Variant, _Fail = Case, Variant, Fail
 
-__all__ = ["check_clm_loss", "check_greedy_decode_with_cache", "reference_greedy_decode_with_cache", "toy_decoder"]
-
-
-def reference_greedy_decode_with_cache(model, prompt: Tensor, max_new_tokens: int, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Tensor:
-    """Greedy decoding with the KV cache: :func:`course_lib.generate` with ``temperature=0``."""
-    return generate(model, prompt, max_new_tokens, eos_id=eos_id, pad_id=pad_id)
+__all__ = ["check_clm_loss", "check_next_token_probs", "check_greedy_decode_with_cache", "reference_next_token_probs",
+           "reference_greedy_decode_with_cache", "toy_decoder"]
 
 
 # --------------------------------------------------------------------------------------------
+# the CLM loss
+# --------------------------------------------------------------------------------------------
+def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
+    if shift == "ok":
+        lg, tg = lg[:, :-1], tok[:, 1:]
+    elif shift == "wrong_way":
+        lg, tg = lg[:, 1:], tok[:, :-1]
+    else:
+        tg = tok
+    tg = tg if pad == "scored" else _pads_ignored(tg, PAD_ID if pad == "zero" else pad_id)
+    return loss_formula(lg, tg, **kw)
+
+
 _SHIFT = "the targets are not shifted: the logits at position t predict the token at t+1, so compare logits[:, :-1] with tokens[:, 1:]."
 
-_CLM_VARIANTS = [
-    _Variant(lambda lg, tok, pad_id=0: F.cross_entropy(lg.flatten(0, 1), _pads_ignored(tok, pad_id).flatten(), ignore_index=IGNORE), _SHIFT),
-    _Variant(lambda lg, tok, pad_id=0: F.cross_entropy(lg.flatten(0, 1), tok.flatten()), _SHIFT),
-    _Variant(lambda lg, tok, pad_id=0: F.cross_entropy(lg[:, 1:].flatten(0, 1), _pads_ignored(tok[:, :-1], pad_id).flatten(), ignore_index=IGNORE),
-             "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:])."),
-    _Variant(lambda lg, tok, pad_id=0: F.cross_entropy(lg[:, :-1].flatten(0, 1), tok[:, 1:].flatten()),
-             "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id)."),
-    _Variant(lambda lg, tok, pad_id=0: _nll(lg[:, :-1], _pads_ignored(tok[:, 1:], pad_id)).sum(), _MEAN),
-    _Variant(lambda lg, tok, pad_id=0: (_nll(lg[:, :-1], _pads_ignored(tok[:, 1:], pad_id)).sum(1) / (tok[:, 1:] != pad_id).sum(1)).mean(),
-             "the loss is averaged per sequence and then over the batch; average over all counted tokens at once, so every token weighs the same."),
-    _Variant(lambda lg, tok, pad_id=0: _nll(lg[:, :-1], _pads_ignored(tok[:, 1:], pad_id)).mean(),
-             "the loss is averaged over all positions, padding included; divide by the number of non-pad targets."),
-]
+_CLM_VARIANTS = variant_grid(_clm_formula, {
+    "shift": {"ok": "", "none": _SHIFT,
+              "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:])."},
+    "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
+            "scored": "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id)."},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW},
+    "logp": {"log_softmax": "", **_LOGP},
+    "empty": {"zero": "", "nan": _EMPTY},
+})
 
 
 @register("clm_loss")
@@ -51,45 +56,147 @@ def check_clm_loss(fn: Callable) -> bool:
     (logits at t against the token at t+1), padding ignored, mean over the counted targets."""
     g = _gen(707)
     V = 13
-    tk = lambda lengths, t: _padded_tokens(g, lengths, t, vocab=V, bos=True, eos=True)
+    tk = lambda lengths, t: _padded_tokens(g, lengths, t, vocab=V, bos=True, eos=True)  # noqa: E731
     cases = [
-        _Case("a right-padded batch", (_logits_case(g, 3, 6, V), tk([6, 4, 2], 6))),
-        _Case("no padding", (_logits_case(g, 2, 4, V), tk([4, 4], 4))),
-        _Case("a batch of one, length two", (_logits_case(g, 1, 2, V), tk([2], 2))),
-        _Case("large logits (numerical stability)", (_logits_case(g, 2, 5, V, scale=200.0), tk([5, 3], 5))),
+        Case("a right-padded batch", (_logits_case(g, 3, 6, V), tk([6, 4, 2], 6))),
+        Case("no padding", (_logits_case(g, 2, 4, V), tk([4, 4], 4))),
+        Case("a batch of one, length two", (_logits_case(g, 1, 2, V), tk([2], 2))),
+        Case("large logits (numerical stability)", (_logits_case(g, 2, 5, V, scale=200.0), tk([5, 3], 5))),
+        Case("pad_id=7", (_logits_case(g, 3, 5, V), _padded_tokens(g, [5, 2, 4], 5, vocab=V, bos=True, eos=True, pad_id=7)), {"pad_id": 7}),
+        Case("rows with 6, 1 and 3 targets", (_logits_case(g, 3, 7, V), tk([7, 2, 4], 7))),
+        Case("nothing to predict: length one", (_logits_case(g, 2, 1, V), tk([1, 1], 1))),
+        Case("nothing to predict: only BOS, then padding", (_logits_case(g, 2, 3, V), tk([1, 1], 3))),
     ]
-    return _run("clm_loss", fn, cases, lambda lg, tok: _ref_clm_loss(lg, tok, pad_id=PAD_ID), _CLM_VARIANTS)
+    ref = lambda lg, tok, pad_id=PAD_ID: _ref_clm_loss(lg, tok, pad_id=pad_id)  # noqa: E731
+    names = ("logits", "tokens")
+    return run_check("clm_loss", fn, cases, ref, _CLM_VARIANTS, arg_names=names, output="loss",
+                     properties=[loss_backward_property("clm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
 
 
 # --------------------------------------------------------------------------------------------
+# sampling: the distribution the next token is drawn from
+# --------------------------------------------------------------------------------------------
+def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, *,
+                   temp="divide", k_off=0, nucleus="include", order="temp_first", renorm=True) -> Tensor:
+    """The library's filtering (course_lib.generation.sample_next) as probabilities, with flags."""
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(torch.float32)
+    lg = logits.float()
+    t = {"divide": temperature, "multiply": 1.0 / temperature, "none": 1.0}[temp]
+    if order == "temp_first":
+        lg = lg / t
+    if top_k is not None:
+        kk = max(1, min(top_k + k_off, lg.shape[-1]))
+        kth = lg.topk(kk, dim=-1).values[:, -1:]
+        lg = lg.masked_fill(lg < kth, float("-inf"))
+    if top_p is not None:
+        sorted_lg, idx = lg.sort(dim=-1, descending=True)
+        p = sorted_lg.softmax(-1)
+        cum = p.cumsum(-1)
+        drop = (cum - p >= top_p) if nucleus == "include" else (cum > top_p)
+        if nucleus == "exclude":
+            drop[..., 0] = False
+        sorted_lg = sorted_lg.masked_fill(drop, float("-inf"))
+        lg = torch.full_like(lg, float("-inf")).scatter(-1, idx, sorted_lg)
+    if order == "temp_last":
+        lg = lg / t
+    if not renorm:
+        full = (logits.float() / t).softmax(-1)
+        return full.masked_fill(lg == float("-inf"), 0.0)
+    return lg.softmax(-1)
+
+
+def reference_next_token_probs(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """``logits (B, V)`` -> the probabilities ``(B, V)`` :func:`course_lib.generation.sample_next`
+    draws from: divide by the temperature, keep the ``top_k`` largest logits, keep the smallest set of
+    most likely tokens whose probabilities reach ``top_p`` (the token that crosses ``top_p`` is kept),
+    softmax. ``temperature == 0`` is greedy: all the mass on the argmax."""
+    return _probs_formula(logits, temperature, top_k, top_p)
+
+
+_PROBS_VARIANTS = variant_grid(lambda *a, **kw: _probs_formula(*a, **kw), {
+    "temp": {"divide": "", "multiply": "the logits are multiplied by the temperature; divide them (T < 1 sharpens, T > 1 flattens).",
+             "none": "the temperature is ignored; divide the logits by it before the softmax."},
+    "k_off": {0: "", 1: "top-k keeps one token too many; keep exactly the k largest logits.",
+              -1: "top-k keeps one token too few; keep exactly the k largest logits (compare with the k-th largest using <, not <=)."},
+    "nucleus": {"include": "", "exclude": "top-p drops the token that crosses p; keep the smallest set of tokens whose probabilities sum to *at least* p, i.e. drop a token only if the mass before it already reaches p."},
+    "order": {"temp_first": "", "temp_last": "the temperature is applied after the top-p filtering; divide by the temperature first, then choose the nucleus from the tempered probabilities."},
+    "renorm": {True: "", False: "the kept probabilities are not renormalised; after filtering, softmax the kept logits again (or divide by their sum) so they add up to 1."},
+}) + [
+    Variant(lambda lg, temperature=1.0, top_k=None, top_p=None: torch.softmax(lg.float(), -1) if temperature == 0 else _probs_formula(lg, temperature, top_k, top_p),
+            "temperature 0 means greedy: put all the probability on the argmax (dividing by 0 is not defined)."),
+]
+
+
+def _probs_cases() -> list[Case]:
+    g = _gen(717)
+    lg = lambda b, v, s=2.0: torch.randn(b, v, generator=g) * s  # noqa: E731
+    return [
+        Case("temperature 1, no filtering", (lg(2, 10),)),
+        Case("temperature 0.5", (lg(2, 10),), {"temperature": 0.5}),
+        Case("temperature 2", (lg(3, 8),), {"temperature": 2.0}),
+        Case("top_k=3", (lg(2, 10),), {"top_k": 3}),
+        Case("top_k=1 (greedy through sampling)", (lg(2, 6),), {"top_k": 1}),
+        Case("top_p=0.5", (lg(3, 12),), {"top_p": 0.5}),
+        Case("top_p=0.9 with temperature 0.7", (lg(2, 12, 3.0),), {"top_p": 0.9, "temperature": 0.7}),
+        Case("top_k=5 and top_p=0.8, temperature 1.5", (lg(2, 16),), {"top_k": 5, "top_p": 0.8, "temperature": 1.5}),
+        Case("temperature 0 (greedy)", (lg(2, 9),), {"temperature": 0.0}),
+    ]
+
+
+@register("next_token_probs")
+def check_next_token_probs(fn: Callable) -> bool:
+    """Check ``fn(logits (B, V), temperature=1.0, top_k=None, top_p=None) -> probs (B, V)``: the
+    distribution sampling draws from, each row summing to 1."""
+    return run_check("next_token_probs", fn, _probs_cases(), reference_next_token_probs, _PROBS_VARIANTS,
+                     arg_names=("logits", "temperature", "top_k", "top_p"), output="float")
+
 
 # --------------------------------------------------------------------------------------------
-# 8. greedy decoding with a KV cache
+# greedy decoding with a KV cache
 # --------------------------------------------------------------------------------------------
+def reference_greedy_decode_with_cache(model, prompt: Tensor, max_new_tokens: int, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Tensor:
+    """Greedy decoding with the KV cache: :func:`course_lib.generate` with ``temperature=0``."""
+    return generate(model, prompt, max_new_tokens, eos_id=eos_id, pad_id=pad_id)
+
+
 class _ToyDecoder(DecoderOnly):
     """A seeded random :class:`DecoderOnly` with two rules on top of its logits, so that greedy
-    decoding is varied but predictable: special ids other than EOS are never predicted, and EOS
-    is predicted exactly after the token ``eos_after`` (and never elsewhere)."""
+    decoding is varied but predictable: special ids other than ``eos_id`` (and ``blocked`` ids) are
+    never predicted, and ``eos_id`` is predicted exactly after the token ``eos_after``.
+    While ``calls`` is a list, every forward pass — ``model(...)`` or ``model.forward(...)`` —
+    appends ``(cached positions before the call or None without a cache, new positions)``."""
 
-    def __init__(self, cfg: ModelConfig, eos_after: int) -> None:
+    def __init__(self, cfg: ModelConfig, eos_after: int, eos_id: int = EOS_ID, blocked: tuple[int, ...] = ()) -> None:
         super().__init__(cfg)
         bias = torch.zeros(cfg.vocab_size)
-        bias[[PAD_ID, BOS_ID, UNK_ID, MASK_ID, SEP_ID]] = -1e4
+        bias[[i for i in (PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID, *blocked) if i != eos_id]] = -1e4
         self.register_buffer("logit_bias", bias, persistent=False)
-        self.eos_after = eos_after
+        self.eos_after, self.eos_id = eos_after, eos_id
+        self.calls: list | None = None
 
     def forward(self, tokens: Tensor, **kwargs) -> Tensor:
+        if self.calls is not None:
+            cache = kwargs.get("cache")
+            past = None
+            if cache is not None:
+                try:
+                    past = len(cache[0]["self"])
+                except Exception:  # noqa: BLE001 - an unusual cache object: the model will complain itself
+                    past = -1
+            self.calls.append((past, int(tokens.shape[1]) if isinstance(tokens, Tensor) and tokens.dim() == 2 else -1))
         logits = super().forward(tokens, **kwargs) + self.logit_bias
         eos = torch.where(tokens == self.eos_after, 1e4, -1e4).to(logits.dtype)
-        return torch.cat([logits[..., :EOS_ID], eos[..., None], logits[..., EOS_ID + 1 :]], dim=-1)
+        e = self.eos_id
+        return torch.cat([logits[..., :e], eos[..., None], logits[..., e + 1:]], dim=-1)
 
 
 @functools.lru_cache(maxsize=None)
-def _toy_decoder_cached(seed: int, vocab_size: int) -> _ToyDecoder:
+def _toy_decoder_cached(seed: int, vocab_size: int, eos_id: int = EOS_ID, blocked: tuple[int, ...] = ()) -> _ToyDecoder:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         cfg = ModelConfig(vocab_size=vocab_size, d_model=32, n_heads=4, n_layers=2, max_len=256)
-        model = _ToyDecoder(cfg, eos_after=vocab_size - 1)
+        model = _ToyDecoder(cfg, eos_after=vocab_size - 1, eos_id=eos_id, blocked=blocked)
         with torch.no_grad():
             for p in model.parameters():
                 if p.dim() >= 2:
@@ -101,43 +208,52 @@ def _toy_decoder_cached(seed: int, vocab_size: int) -> _ToyDecoder:
 def toy_decoder(seed: int = 3, vocab_size: int = 16) -> DecoderOnly:
     """A fresh copy of the small seeded random decoder the greedy-decoding check uses: special ids
     other than EOS are never predicted, and the last id (``vocab_size - 1``) is always followed by EOS."""
-    import copy
-
     return copy.deepcopy(_toy_decoder_cached(seed, vocab_size))
 
 
 class _Recorder:
-    """Records each forward call of a model (a forward pre-hook): (cached positions or None, new tokens)."""
+    """For a model that is not the toy decoder: record forward calls with a pre-hook (calls through
+    ``model.forward`` are not seen then)."""
 
     def __init__(self, model) -> None:
-        self.calls: list[tuple[int | None, int]] = []
-        self._handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
+        self.model = model
+        self.own = isinstance(model, _ToyDecoder)
+        if self.own:
+            model.calls = []
+            self.calls = model.calls
+        else:
+            self.calls = []
+            self._handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
         tokens = args[0] if args else kwargs.get("tokens")
-        cache = kwargs.get("cache", args[1] if len(args) > 1 else None)
+        cache = kwargs.get("cache")
         past = None
         if cache is not None:
             try:
                 past = len(cache[0]["self"])
-            except Exception:  # noqa: BLE001 - an unusual cache object: the model will complain itself
+            except Exception:  # noqa: BLE001
                 past = -1
         self.calls.append((past, int(tokens.shape[1]) if isinstance(tokens, Tensor) and tokens.dim() == 2 else -1))
 
     def close(self) -> None:
-        self._handle.remove()
+        if self.own:
+            self.model.calls = None
+        else:
+            self._handle.remove()
 
 
-def _greedy_rows(model, n_cand: int, p_len: int, steps: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+def _greedy_rows(model, n_cand: int, p_len: int, steps: int, seed: int, eos_id: int) -> tuple[Tensor, Tensor, Tensor]:
     """Candidate prompts, the step of each row's first greedy EOS (``steps`` if none), and whether
     every greedy choice had a safe margin (so tiny float differences cannot flip the argmax)."""
     g = _gen(seed)
-    prompts = torch.randint(len(SPECIAL_IDS), model.cfg.vocab_size, (n_cand, p_len), generator=g)
+    prompts = torch.randint(len(SPECIAL_IDS), model.cfg.vocab_size - 1, (n_cand, p_len), generator=g)
+    prompts[prompts == 9] = 10  # 9 is the padding id of one case: never in a prompt
     out = generate(model, prompts, steps, eos_id=None)  # no early stop: all rows have `steps` tokens
-    is_eos = out == EOS_ID
+    is_eos = out == eos_id
     first = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full((n_cand,), steps))
     with torch.no_grad():
-        logits = model(torch.cat([prompts, out], 1))[:, p_len - 1 : p_len - 1 + steps]
+        logits = model(torch.cat([prompts, out], 1))[:, p_len - 1: p_len - 1 + steps]
     top2 = logits.topk(2, dim=-1).values
     margin = top2[..., 0] - top2[..., 1]
     upto = torch.arange(steps)[None, :] <= first[:, None]
@@ -145,12 +261,17 @@ def _greedy_rows(model, n_cand: int, p_len: int, steps: int, seed: int) -> tuple
     return prompts, first, safe
 
 
-@functools.lru_cache(maxsize=None)
-def _greedy_cases() -> tuple[_Case, ...]:
-    model = _toy_decoder_cached(3, 16)
+_ALT = {"eos_id": 7, "pad_id": 9}  # the case with non-default ids
 
-    def pick(p_len, steps, seed, want):  # want: list of predicates on the first-EOS step
-        prompts, first, safe = _greedy_rows(model, 96, p_len, steps, seed)
+
+def _alt_model() -> _ToyDecoder:
+    return _toy_decoder_cached(3, 16, 7, (9,))
+
+
+@functools.lru_cache(maxsize=None)
+def _greedy_cases() -> tuple[Case, ...]:
+    def pick(model, p_len, steps, seed, want, eos_id=EOS_ID):  # want: list of predicates on the first-EOS step
+        prompts, first, safe = _greedy_rows(model, 96, p_len, steps, seed, eos_id)
         rows, used = [], set()
         for pred in want:
             for i in range(prompts.shape[0]):
@@ -162,83 +283,100 @@ def _greedy_cases() -> tuple[_Case, ...]:
                 raise RuntimeError("could not build the greedy-decoding cases; the toy decoder changed.")
         return prompts[rows]
 
-    no_eos = lambda f: f >= 8
+    model = _toy_decoder_cached(3, 16)
+    no_eos = lambda f: f >= 8  # noqa: E731
+    mid = lambda f: 2 <= f <= 6  # noqa: E731
     return (
-        _Case("3 prompts of length 4, 8 new tokens, no EOS", (pick(4, 8, 11, [no_eos] * 3), 8)),
-        _Case("a batch of one with a prompt of length one", (pick(1, 6, 12, [lambda f: f >= 6]), 6)),
-        _Case("max_new_tokens=1", (pick(3, 1, 13, [lambda f: True] * 2), 1)),
-        _Case("one row emits EOS early and must be padded after it", (pick(4, 8, 14, [no_eos, lambda f: 2 <= f <= 6, no_eos]), 8)),
-        _Case("every row emits EOS, so decoding stops early", (pick(3, 10, 15, [lambda f: 1 <= f <= 7, lambda f: 1 <= f <= 7]), 10)),
+        Case("3 prompts of length 4, 8 new tokens, no EOS", (pick(model, 4, 8, 11, [no_eos] * 3), 8)),
+        Case("a batch of one with a prompt of length one", (pick(model, 1, 6, 12, [lambda f: f >= 6]), 6)),
+        Case("max_new_tokens=1", (pick(model, 3, 1, 13, [lambda f: True] * 2), 1)),
+        Case("one row emits EOS early and must be padded after it", (pick(model, 4, 8, 14, [no_eos, mid, no_eos]), 8)),
+        Case("every row emits EOS, so decoding stops early", (pick(model, 3, 10, 15, [lambda f: 1 <= f <= 7, lambda f: 1 <= f <= 7]), 10)),
+        Case("eos_id=7 and pad_id=9", (pick(_alt_model(), 4, 8, 16, [no_eos, mid, lambda f: 1 <= f <= 7], eos_id=7), 8), dict(_ALT)),
     )
+
+
+def _greedy_diagnosis(name: str, case: Case, model, got, expected, calls, where: str) -> str | None:
+    """One sentence for a wrong result of greedy decoding (``got`` != ``expected``)."""
+    prompt, n = case.args
+    eos_id, pad_id = case.kwargs.get("eos_id", EOS_ID), case.kwargs.get("pad_id", PAD_ID)
+    P = prompt.shape[1]
+    if any(past is not None and past > 0 and t > 1 for past, t in calls):
+        return (f"{name}: after the prefill, feed only the newest token to the model; re-feeding the whole sequence "
+                f"into the cache stores its keys and values again (duplicated positions) {where}.")
+    if calls and calls[0][0] is None and any(past is not None for past, _ in calls[1:]):
+        return (f"{name}: the prompt was run without the cache, so the cache starts empty and the next steps cannot see the prompt; "
+                f"create the cache first and run the prompt through it, logits = model(prompt, cache=cache) {where}.")
+    if len(calls) > 1 and all(past == 0 for past, _ in calls) and all(t == 1 for _, t in calls[1:]):
+        return (f"{name}: a new, empty cache is created at every step, so each new token sees nothing before it; "
+                f"create the cache once, before the loop, and pass the same one to every call {where}.")
+    if not isinstance(got, Tensor):
+        return f"{name} returned {'None' if got is None else 'a ' + type(got).__name__} {where}; return the new tokens as a LongTensor (B, number of new tokens)."
+    if got.dim() != 2 or got.shape[0] != expected.shape[0]:
+        return f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))} {where}."
+    got = got.long()
+    if got.shape[1] == P + expected.shape[1] and torch.equal(got[:, P:], expected):
+        return f"{name}: return only the new tokens (B, ≤ max_new_tokens), without the prompt {where}."
+    if got.shape == expected.shape and torch.equal(got.masked_fill(got == pad_id, -1), expected.masked_fill((expected == pad_id) | (expected == eos_id), -1)) \
+            and bool((expected == eos_id).any()):
+        return f"{name}: the EOS token itself was replaced by padding; keep EOS in the output where the row emits it and pad only the positions after it {where}."
+    if eos_id != EOS_ID and (bool((got == EOS_ID).any()) or (bool((expected == pad_id).any()) and not bool((got == pad_id).any()))):
+        return f"{name}: the eos_id / pad_id arguments are ignored; compare with eos_id and pad with pad_id instead of hard-coded {EOS_ID} and {PAD_ID} {where}."
+    no_stop = generate(model, prompt, n, eos_id=None)
+    L, E = got.shape[1], expected.shape[1]
+    if L < E and torch.equal(got, expected[:, :L]) and bool((got == eos_id).any()):
+        return f"{name} stopped when the first row emitted EOS; keep going until every row has emitted EOS (pad the finished ones) {where}."
+    if not torch.equal(no_stop, expected) and L <= n and torch.equal(got, no_stop[:, :L]):
+        return (f"{name}: a row that emitted EOS must be padded with pad_id from then on, and decoding stops once every "
+                f"row has emitted EOS {where}.")
+    if L > E and torch.equal(got[:, :E], expected) and bool((got[:, E:] == pad_id).all()):
+        return f"{name}: once every row has emitted EOS, stop decoding instead of adding more padding {where}."
+    if L == E - 1 and torch.equal(got, expected[:, :L]):
+        return f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))}: one token too few; the first new token comes from the logits of the prompt's last position, so {n} steps give up to {n} tokens {where}."
+    if got.shape != expected.shape:
+        return f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))} {where}."
+    bad = int((got != expected).any(0).nonzero()[0])
+    return (f"{name} differs from course_lib.generate from new token {bad} on (case '{case.name}'); the first new token comes from "
+            "the logits at the prompt's last position, and each next one from the logits of the token just fed.")
 
 
 @register("greedy_decode_with_cache")
 def check_greedy_decode_with_cache(fn: Callable, model=None) -> bool:
     """Check ``fn(model, prompt (B, P), max_new_tokens, eos_id=2, pad_id=0) -> new tokens (B, <= N)``:
     greedy decoding that prefills the prompt into a KV cache, then feeds one token per step, pads
-    rows that emitted EOS and stops once every row has. Must equal :func:`course_lib.generate`.
+    rows that emitted EOS and stops once every row has. Must equal :func:`course_lib.generate`, and
+    must really use the cache: every call's positions are counted (``model(...)`` or ``model.forward(...)``).
     ``model`` defaults to the check's own seeded toy decoder (see :func:`toy_decoder`)."""
     name = "greedy_decode_with_cache"
-    if not callable(fn):
-        raise AssertionError(f"check_{name} needs your function itself, e.g. check_{name}({name}); got a {type(fn).__name__}.")
-    model = _toy_decoder_cached(3, 16) if model is None else model
-    cases = _greedy_cases()
-    try:
-        used_cache, n_calls = False, 0
+    not_callable(name, fn)
+    custom = model is not None
+    cases = [c for c in _greedy_cases() if not (custom and c.kwargs)]
+
+    def body():
         for case in cases:
+            m = model if custom else (_alt_model() if case.kwargs else _toy_decoder_cached(3, 16))
             prompt, n = case.args
-            expected = generate(model, prompt, n, eos_id=EOS_ID, pad_id=PAD_ID)
-            rec = _Recorder(model)
+            expected = generate(m, prompt, n, eos_id=case.kwargs.get("eos_id", EOS_ID), pad_id=case.kwargs.get("pad_id", PAD_ID))
+            rec = _Recorder(m)
             try:
-                got = _call(name, fn, _Case(case.name, (model, prompt, n)))
+                got = call(name, fn, Case(case.name, (m, prompt, n), case.kwargs), arg_names=("model", "prompt", "max_new_tokens"))
             finally:
                 rec.close()
             where = f"(seen on the case '{case.name}')"
-            refed = any(past is not None and past > 0 and t > 1 for past, t in rec.calls)
-            used_cache = used_cache or any(past is not None for past, _ in rec.calls)
-            n_calls += len(rec.calls)
-            if isinstance(got, Tensor) and _same(got, expected):
-                continue
-            if refed:
-                raise _Fail(
-                    f"{name}: after the prefill, feed only the newest token to the model; re-feeding the whole sequence "
-                    f"into the cache stores its keys and values again (duplicated positions) {where}."
-                )
-            if not isinstance(got, Tensor):
-                raise _Fail(f"{name} returned {'None' if got is None else 'a ' + type(got).__name__} {where}; return the new tokens as a LongTensor (B, number of new tokens).")
-            if got.dim() != 2 or got.shape[0] != expected.shape[0]:
-                raise _Fail(f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))} {where}.")
-            P = prompt.shape[1]
-            if got.shape[1] == P + expected.shape[1] and torch.equal(got[:, P:].long(), expected):
-                raise _Fail(f"{name}: return only the new tokens (B, ≤ max_new_tokens), without the prompt {where}.")
-            no_stop = generate(model, prompt, n, eos_id=None)
-            L = got.shape[1]
-            eos_matters = not torch.equal(no_stop, expected)
-            if L < expected.shape[1] and torch.equal(got.long(), expected[:, :L]) and bool((got == EOS_ID).any()):
-                raise _Fail(f"{name} stopped when the first row emitted EOS; keep going until every row has emitted EOS (pad the finished ones) {where}.")
-            if eos_matters and L <= n and torch.equal(got.long(), no_stop[:, :L]):
-                raise _Fail(
-                    f"{name}: a row that emitted EOS must be padded with pad_id from then on, and decoding stops once every "
-                    f"row has emitted EOS {where}."
-                )
-            E = expected.shape[1]
-            if L > E and torch.equal(got[:, :E].long(), expected) and bool((got[:, E:] == PAD_ID).all()):
-                raise _Fail(f"{name}: once every row has emitted EOS, stop decoding instead of adding more padding {where}.")
-            if got.shape != expected.shape:
-                raise _Fail(f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))} {where}.")
-            if got.is_floating_point():
-                raise _Fail(f"{name} returned dtype {got.dtype}; token ids are integers (use argmax, which returns torch.long) {where}.")
-            bad = int((got.long() != expected).any(0).nonzero()[0])
-            raise _Fail(
-                f"{name} differs from course_lib.generate from new token {bad} on (case '{case.name}'); the first new token comes from "
-                "the logits at the prompt's last position, and each next one from the logits of the token just fed."
-            )
-        if n_calls and not used_cache:  # (calls through model.forward are not seen: no verdict then)
-            raise _Fail(f"{name} gives the right tokens but never passes a KV cache; create one with model.new_cache() and call model(new_tokens, cache=cache).")
-    except _NotImplementedYet:
-        return _pending(name)
-    except _Fail as e:
-        raise AssertionError(str(e)) from None
-    return _ok(name, len(cases))
+            problem = type_problem(name, got, expected, "ids", case.name, what="the new tokens")
+            if problem:
+                raise Fail(problem)
+            if not (isinstance(got, Tensor) and got.shape == expected.shape and torch.equal(got.long(), expected)):
+                raise Fail(_greedy_diagnosis(name, case, m, got, expected, rec.calls, where))
+            calls = rec.calls
+            if calls and all(past is None for past, _ in calls) and len(calls) > 1:
+                raise Fail(f"{name} gives the right tokens but never passes a KV cache, so every step recomputes the whole sequence; "
+                           f"create one with model.new_cache() and call model(new_tokens, cache=cache) {where}.")
+            processed = sum(t for _, t in calls)
+            ideal = prompt.shape[1] + expected.shape[1]  # the prompt once, then one position per new token (+1 spare call)
+            if calls and processed > ideal:
+                raise Fail(f"{name} gives the right tokens but its model calls process {processed} positions where {ideal - 1} suffice "
+                           f"(the prompt once, then one token per step); feed only the newest token together with the cache {where}.")
+        return len(cases)
 
-
+    return guarded(name, body)

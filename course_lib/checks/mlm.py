@@ -1,22 +1,20 @@
 """Checks for lesson 02: MLM corruption and loss."""
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor
 
 from ..losses import IGNORE
 from ..losses import mlm_loss as _ref_mlm_loss
+from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
+                    _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
+                    not_callable, register, run_check, variant_grid)
 
-from ._core import (_CHECKS, NINF, PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID, SPECIAL_IDS, _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone, _diagnose, _fmt, _gen, _logits_case, _MEAN, _nll, _ok, _one_line, _padded_tokens, _pads_ignored, _pending, _randn, _run, _same, _shape, register)  # noqa: F401
+_Case, _Fail = Case, Fail
 
 __all__ = ["check_mlm_corrupt", "check_mlm_loss"]
-
-
 
 # --------------------------------------------------------------------------------------------
 # 5. MLM corruption and loss
@@ -76,6 +74,8 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
     if abs(fc - p) > 0.02:
         raise _Fail(f"{name} chose {fc:.1%} of the non-special positions but p={p}; choose each position independently with probability p {where}.")
     fm, fr, fs = st["frac_mask"], st["frac_random"], st["frac_same"]
+    if mask_id != MASK_ID and fm < 0.5 and bool((inputs == MASK_ID).any()):
+        raise _Fail(f"{name}: the mask_id argument is ignored; write mask_id into the chosen positions, not a hard-coded {MASK_ID} {where}.")
     if abs(fm - 0.8) > 0.035 or abs(fr - 0.1) > 0.035 or abs(fs - 0.1) > 0.035:
         raise _Fail(
             f"{name}: of the chosen positions 80% should become MASK, 10% a random token and 10% stay unchanged, "
@@ -86,64 +86,78 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
         raise _Fail(f"{name}: random replacements must be ordinary tokens, ids {len(SPECIAL_IDS)} … vocab_size - 1, never special ids or ids outside the vocabulary {where}.")
 
 
+def _random_range_property(name: str, tokens: Tensor, got, vocab_size: int, mask_id: int, where: str) -> None:
+    """The random replacements are random: they cover the ordinary ids 6 … vocab_size - 1 (a fixed
+    seed; ~9 draws per id, so a correct function misses an end id with probability ~1e-4) and do
+    not depend on the original token."""
+    inputs, labels = got
+    chosen = labels != IGNORE
+    rand = chosen & (inputs != mask_id) & (inputs != tokens)
+    rid, orig = inputs[rand], tokens[rand]
+    lo = len(SPECIAL_IDS)
+    if rid.numel() < 100:
+        return
+    distinct = rid.unique()
+    if distinct.numel() <= 2:
+        raise Fail(f"{name}: every random replacement is the same token ({distinct.tolist()}); draw a new random id for every position, e.g. torch.randint({lo}, vocab_size, tokens.shape) {where}.")
+    top = vocab_size - 1 if mask_id != vocab_size - 1 else vocab_size - 2  # a random mask_id counts as masked
+    if int(rid.max()) < top:
+        raise Fail(f"{name}: the random replacements never reach the last id vocab_size - 1 = {vocab_size - 1}; torch.randint's upper bound is exclusive, so use torch.randint({lo}, vocab_size, …) {where}.")
+    if int(rid.min()) > lo:
+        raise Fail(f"{name}: the random replacements never use the first ordinary id {lo}; draw them from {lo} … vocab_size - 1 (torch.randint({lo}, vocab_size, …)) {where}.")
+    if distinct.numel() < 0.7 * (vocab_size - lo):
+        raise Fail(f"{name}: the random replacements use only {distinct.numel()} of the {vocab_size - lo} ordinary ids; draw each uniformly from {lo} … vocab_size - 1 {where}.")
+    pairs = {(int(a), int(b)) for a, b in zip(orig.tolist(), rid.tolist())}
+    if len(pairs) <= orig.unique().numel():
+        raise Fail(f"{name}: the 'random' replacement is a fixed function of the original token; draw it at random (torch.randint({lo}, vocab_size, …)) {where}.")
+
+
 @register("mlm_corrupt")
 def check_mlm_corrupt(fn: Callable) -> bool:
     """Check ``fn(tokens, vocab_size, mask_id, p=0.15) -> (inputs, labels)``: BERT's 80/10/10
     corruption of a fraction p of the non-special tokens. Randomness differs from the reference,
-    so the check tests *properties*: shapes, specials untouched, labels, proportions."""
+    so the check tests *properties*: shapes, dtypes, specials untouched, labels, proportions, the
+    range of the random replacements, inputs left intact."""
     name = "mlm_corrupt"
-    if not callable(fn):
-        raise AssertionError(f"check_{name} needs your function itself, e.g. check_{name}({name}); got a {type(fn).__name__}.")
+    not_callable(name, fn)
     g = _gen(505)
     vocab = 50
     big = _padded_tokens(g, torch.randint(20, 49, (256,), generator=g).tolist(), 48, vocab=vocab, bos=True, eos=True)
+    small_vocab = _padded_tokens(g, torch.randint(20, 49, (256,), generator=g).tolist(), 48, vocab=29, bos=True, eos=True)
     tiny = torch.tensor([[7]])
     specials = torch.tensor([[BOS_ID, EOS_ID, PAD_ID, PAD_ID], [BOS_ID, SEP_ID, UNK_ID, EOS_ID]])
     cases = [
-        _Case("a large padded batch with BOS/EOS, p=0.15", (big, vocab, MASK_ID), {"p": 0.15}),
-        _Case("the same batch with p=0.5", (big, vocab, MASK_ID), {"p": 0.5}),
-        _Case("a batch of one, length one", (tiny, vocab, MASK_ID), {"p": 0.15}),
-        _Case("rows made only of special tokens", (specials, vocab, MASK_ID), {"p": 0.5}),
+        Case("a large padded batch with BOS/EOS, p=0.15", (big, vocab, MASK_ID), {"p": 0.15}),
+        Case("the same batch with p=0.5", (big, vocab, MASK_ID), {"p": 0.5}),
+        Case("vocab_size=30 and mask_id=29, p=0.5", (small_vocab, 30, 29), {"p": 0.5}),
+        Case("a batch of one, length one", (tiny, vocab, MASK_ID), {"p": 0.15}),
+        Case("rows made only of special tokens", (specials, vocab, MASK_ID), {"p": 0.5}),
     ]
-    try:
+
+    def body():
         for i, case in enumerate(cases):
-            tokens = case.args[0]
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(1000 + i)
-                got = _call(name, fn, _Case(case.name, (tokens,) + case.args[1:], case.kwargs))
-            # _call works on a copy; in-place edits are probed once more below, on the real tensor
-            _check_mlm_case(name, case, tokens.clone(), got, case.kwargs["p"], vocab, MASK_ID)
-        probe = big.clone()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            with torch.no_grad():
-                fn(probe, vocab, MASK_ID, p=0.5)
-        if not torch.equal(probe, big):
-            raise _Fail(f"{name} changed `tokens` in place; work on a copy (tokens.clone()) so the original sentence stays intact.")
-    except _NotImplementedYet:
-        return _pending(name)
-    except _Fail as e:
-        raise AssertionError(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - the in-place probe above called fn directly
-        if isinstance(e, NotImplementedError):
-            return _pending(name)
-        raise AssertionError(f"{name} raised {_one_line(e).rstrip('.')}; read the error, fix the cell above and run it again.") from None
-    return _ok(name, len(cases), "cases pass")
+            tokens, vocab_size, mask_id = case.args
+            torch.manual_seed(1000 + i)
+            got = call(name, fn, case, arg_names=("tokens", "vocab_size", "mask_id"))
+            _check_mlm_case(name, case, tokens.clone(), got, case.kwargs["p"], vocab_size, mask_id)
+            if case.kwargs["p"] >= 0.5:
+                _random_range_property(name, tokens, got, vocab_size, mask_id, f"(seen on the case '{case.name}')")
+        return len(cases)
+
+    return guarded(name, body, "cases pass")
 
 
-_MLM_LOSS_VARIANTS = [  # the NaN one first: on the all-IGNORE case every NaN-giving variant matches
-    _Variant(lambda lg, lb: F.cross_entropy(lg.flatten(0, 1), lb.flatten(), ignore_index=IGNORE),
-             "when no position is masked the loss must be 0, not NaN (0 / 0); return `logits.sum() * 0.0` in that case."),
-    _Variant(lambda lg, lb: _nll(lg, lb.clamp(min=0)).mean(),
-             "the loss counts positions that were not masked; only positions whose label is not IGNORE (-100) count."),
-    _Variant(lambda lg, lb: _nll(lg, lb).mean(),
-             "the loss is averaged over all positions; divide the summed loss by the number of masked positions (labels != IGNORE), not by B·T."),
-    _Variant(lambda lg, lb: _nll(lg, lb).sum(), _MEAN),
-    _Variant(lambda lg, lb: F.nll_loss(lg.flatten(0, 1), lb.flatten(), ignore_index=IGNORE),
-             "the logits are used as log-probabilities; apply log_softmax first (or call F.cross_entropy on the logits)."),
-    _Variant(lambda lg, lb: F.nll_loss(lg.softmax(-1).log().flatten(0, 1), lb.flatten(), ignore_index=IGNORE),
-             "log(softmax(logits)) underflows to -inf for large logits; use F.log_softmax or F.cross_entropy, which are numerically stable."),
-]
+def _mlm_formula(lg, lb, *, count="masked", **kw):
+    return loss_formula(lg, lb.clamp(min=0) if count == "all" else lb, **kw)
+
+
+_MLM_LOSS_VARIANTS = variant_grid(_mlm_formula, {
+    "empty": {"zero": "", "nan": _EMPTY},
+    "count": {"masked": "", "all": "the loss counts positions that were not masked; only positions whose label is not IGNORE (-100) count."},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": "the loss is averaged over all positions; divide the summed loss by the number of masked positions (labels != IGNORE), not by B·T.",
+               "rows": _PER_ROW},
+    "logp": {"log_softmax": "", **_LOGP},
+})
 
 
 @register("mlm_loss")
@@ -168,7 +182,15 @@ def check_mlm_loss(fn: Callable) -> bool:
     keep = torch.rand(2, 5, generator=g) < 0.5
     keep[1, 4] = True
     cases.append(_Case("large logits (numerical stability)", (_logits_case(g, 2, 5, 11, scale=200.0), labels_like(tok, keep))))
+    tok = torch.randint(6, 11, (3, 5), generator=g)
+    keep = torch.zeros(3, 5, dtype=torch.bool)
+    keep[0, :4] = True
+    keep[2, 1] = True  # 4, 0 and 1 masked positions: a mean of per-row means differs
+    cases.append(_Case("rows with 4, 0 and 1 masked positions", (_logits_case(g, 3, 5, 11), labels_like(tok, keep))))
     cases.append(_Case("no masked position at all", (_logits_case(g, 2, 3, 11), torch.full((2, 3), IGNORE))))
-    return _run("mlm_loss", fn, cases, lambda lg, lb: _ref_mlm_loss(lg, lb), _MLM_LOSS_VARIANTS)
+    ref = lambda lg, lb: _ref_mlm_loss(lg, lb)  # noqa: E731
+    names = ("logits", "labels")
+    return run_check("mlm_loss", fn, cases, ref, _MLM_LOSS_VARIANTS, arg_names=names, output="loss",
+                     properties=[loss_backward_property("mlm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
 
 

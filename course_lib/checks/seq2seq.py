@@ -1,23 +1,18 @@
 """Checks for lesson 04: shift_right and the seq2seq loss."""
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
-from torch import Tensor
 
-from ..losses import IGNORE
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
+from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
+                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, variant_grid)
 
-from ._core import (_CHECKS, NINF, PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID, SPECIAL_IDS, _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone, _diagnose, _fmt, _gen, _logits_case, _MEAN, _nll, _ok, _one_line, _padded_tokens, _pads_ignored, _pending, _randn, _run, _same, _shape, register)  # noqa: F401
+_Case, _Variant = Case, Variant
 
 __all__ = ["check_shift_right", "check_seq2seq_loss"]
-
-
 
 # --------------------------------------------------------------------------------------------
 # 7. seq2seq: shift_right and the loss
@@ -37,6 +32,10 @@ _SHIFT_VARIANTS = [
              "the targets are shifted left instead of right: the decoder input is [BOS, y_1, …, y_{{T-1}}]."),
     _Variant(lambda y, bos: torch.cat([torch.full_like(y[:, :1], BOS_ID), y[:, :-1]], 1),
              "the bos_id argument is ignored; fill the first column with bos_id, not a hard-coded 1."),
+    _Variant(lambda y, bos: torch.cat([torch.full_like(y[:, :1], bos), y[:, :-1].masked_fill(y[:, :-1] == EOS_ID, PAD_ID)], 1),
+             "EOS was replaced by padding in the decoder input; shift_right only moves the targets one place right, [BOS, y_1, …, y_{{T-1}}], whatever tokens they are."),
+    _Variant(lambda y, bos: torch.cat([torch.full_like(y[:, :1], bos), y[:, 1:]], 1),
+             "the first target token was overwritten by BOS: shift right so that every token moves one place, [BOS, y_1, …, y_{{T-1}}]."),
 ]
 
 
@@ -50,20 +49,28 @@ def check_shift_right(fn: Callable) -> bool:
         _Case("a batch of one, length one", (torch.tensor([[EOS_ID]]), BOS_ID)),
         _Case("bos_id=9", (_padded_tokens(g, [3, 2], 3, eos=True), 9)),
     ]
-    return _run("shift_right", fn, cases, _ref_shift_right, _SHIFT_VARIANTS)
+    return run_check("shift_right", fn, cases, _ref_shift_right, _SHIFT_VARIANTS, arg_names=("targets", "bos_id"), output="ids")
 
 
-_S2S_VARIANTS = [
-    _Variant(lambda lg, y, pad_id=0: F.cross_entropy(lg[:, :-1].flatten(0, 1), y[:, 1:].flatten(), ignore_index=pad_id),
-             "the logits are already aligned with the targets (the decoder input was shifted right), so do not shift again: compare logits[:, t] with targets[:, t]."),
-    _Variant(lambda lg, y, pad_id=0: F.cross_entropy(lg.flatten(0, 1), y.flatten()),
-             "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id)."),
-    _Variant(lambda lg, y, pad_id=0: _nll(lg, _pads_ignored(y, pad_id)).sum(), _MEAN),
-    _Variant(lambda lg, y, pad_id=0: F.cross_entropy(lg.flatten(0, 1), _ref_shift_right(y, BOS_ID).flatten(), ignore_index=pad_id),
-             "the logits are scored against the decoder input; score them against the targets y (what the decoder must predict), not shift_right(y)."),
-    _Variant(lambda lg, y, pad_id=0: _nll(lg, _pads_ignored(y, pad_id)).mean(),
-             "the loss is averaged over all positions, padding included; divide by the number of non-pad targets."),
-]
+def _s2s_formula(lg, y, pad_id=0, *, shift="none", pad="ignored", **kw):
+    if shift == "again":
+        lg, y = lg[:, :-1], y[:, 1:]
+    elif shift == "input":
+        y = _ref_shift_right(y, BOS_ID)
+    tg = y if pad == "scored" else _pads_ignored(y, PAD_ID if pad == "zero" else pad_id)
+    return loss_formula(lg, tg, **kw)
+
+
+_S2S_VARIANTS = variant_grid(_s2s_formula, {
+    "shift": {"none": "",
+              "again": "the logits are already aligned with the targets (the decoder input was shifted right), so do not shift again: compare logits[:, t] with targets[:, t].",
+              "input": "the logits are scored against the decoder input; score them against the targets y (what the decoder must predict), not shift_right(y)."},
+    "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
+            "scored": "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id)."},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW},
+    "logp": {"log_softmax": "", **_LOGP},
+    "empty": {"zero": "", "nan": _EMPTY},
+})
 
 
 @register("seq2seq_loss")
@@ -78,6 +85,12 @@ def check_seq2seq_loss(fn: Callable) -> bool:
         _Case("no padding", (_logits_case(g, 2, 4, V), tk([4, 4], 4))),
         _Case("a batch of one, length one", (_logits_case(g, 1, 1, V), torch.tensor([[EOS_ID]]))),
         _Case("large logits (numerical stability)", (_logits_case(g, 2, 4, V, scale=200.0), tk([4, 2], 4))),
+        _Case("pad_id=7", (_logits_case(g, 3, 5, V), _padded_tokens(g, [5, 2, 4], 5, vocab=V, eos=True, pad_id=7)), {"pad_id": 7}),
+        _Case("rows with 6, 1 and 3 targets", (_logits_case(g, 3, 6, V), tk([6, 1, 3], 6))),
+        _Case("nothing to predict (all padding)", (_logits_case(g, 2, 3, V), torch.full((2, 3), PAD_ID))),
     ]
-    return _run("seq2seq_loss", fn, cases, lambda lg, y: _ref_seq2seq_loss(lg, y, pad_id=PAD_ID), _S2S_VARIANTS)
+    ref = lambda lg, y, pad_id=PAD_ID: _ref_seq2seq_loss(lg, y, pad_id=pad_id)  # noqa: E731
+    names = ("logits", "targets")
+    return run_check("seq2seq_loss", fn, cases, ref, _S2S_VARIANTS, arg_names=names, output="loss",
+                     properties=[loss_backward_property("seq2seq_loss", [cases[0], cases[-1]], ref, arg_names=names)])
 

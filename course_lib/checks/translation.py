@@ -23,6 +23,7 @@ The signatures the checks expect (the practice notebook states them too)::
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
@@ -31,7 +32,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._core import _Case, _Fail, _NotImplementedYet, _Variant, _call, _clone, register, use_or_reference
+from ._core import Case, Fail, Variant, register, run_check, same, use_or_reference
+
+_Case, _Fail, _Variant = Case, Fail, Variant
 from ..generation import beam_step as reference_beam_step  # the library's step, as beam_search uses it
 from ..losses import shift_right
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
@@ -96,63 +99,21 @@ def reference_corpus_bleu(hyps: Sequence[str], refs: Sequence[str], max_n: int =
         BLEU = BP · exp( (1/N) Σ_n log p_n ),   p_n = Σ clipped n-gram matches / Σ hypothesis n-grams
         BP   = 1 if c > r else exp(1 - r/c)     (c, r: total hypothesis / reference length)
 
-    Counts are pooled over the whole corpus before dividing. Equal to
-    ``sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score`` whenever every p_n > 0.
+    Counts are pooled over the whole corpus before dividing; a p_n of 0 gives BLEU 0. Equal to
+    ``sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", smooth_method="none").score``.
     """
     return _bleu_from(bleu_statistics(hyps, refs, max_n))
 
 
 # --------------------------------------------------------------------------------------------
-# machinery
+# machinery (the shared run_check, with a shape check that explains dict / tuple results)
 # --------------------------------------------------------------------------------------------
-def _same(a, b, *, atol: float = 1e-5) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return set(a) == set(b) and all(_same(a[k], b[k], atol=atol) for k in b)
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y, atol=atol) for x, y in zip(a, b))
-    if isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, (int, float)):
-        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6)
-    if isinstance(a, Tensor) and a.numel() == 1 and isinstance(b, (int, float)):
-        return _same(float(a), b)
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.shape != b.shape:
-        return False
-    if (a.dtype == torch.bool) != (b.dtype == torch.bool):
-        return False
-    if a.is_floating_point() or b.is_floating_point():
-        a, b = a.double(), b.double()
-        return torch.equal(a.isinf(), b.isinf()) and torch.allclose(a.nan_to_num(0, 0, 0), b.nan_to_num(0, 0, 0), atol=atol, rtol=1e-5)
-    return torch.equal(a.long(), b.long())
+_same = same
 
 
-def _run(name: str, fn: Callable, cases: Sequence[_Case], reference: Callable, variants: Sequence[_Variant],
-         shape_check: Callable[[Any, Any, _Case], str | None]) -> bool:
-    if not callable(fn):
-        raise AssertionError(f"check_{name} needs your function itself, e.g. check_{name}({name}); got a {type(fn).__name__}.")
-    try:
-        with torch.random.fork_rng(devices=[]):
-            for case in cases:
-                expected = reference(*_clone(case.args), **_clone(case.kwargs))
-                got = _call(name, fn, case)
-                if got is None:
-                    raise _Fail(f"{name} returned None on the case '{case.name}'; did you forget the `return` statement?")
-                if _same(got, expected):
-                    continue
-                for v in variants:
-                    try:
-                        wrong = v.fn(*_clone(case.args), **_clone(case.kwargs))
-                    except Exception:  # noqa: BLE001 - a variant that cannot run here tells us nothing
-                        continue
-                    if not _same(wrong, expected) and _same(got, wrong):
-                        raise _Fail(f"{name}: {v.hint.rstrip('.')} (seen on the case '{case.name}').")
-                problem = shape_check(got, expected, case)
-                raise _Fail(problem or f"{name} gives a different result from the reference on the case '{case.name}'; compare your code with the description above, step by step.")
-    except _NotImplementedYet:
-        print(f"⏳ {name}: not implemented yet — fill in the cell above and run it again.")
-        return False
-    except _Fail as e:
-        raise AssertionError(str(e)) from None
-    print(f"✅ {name}: all {len(cases)} cases match.")
-    return True
+def _run(name: str, fn: Callable, cases: Sequence[Case], reference: Callable, variants: Sequence[Variant],
+         shape_check: Callable[[Any, Any, Case], str | None], **kw) -> bool:
+    return run_check(name, fn, cases, reference, variants, shape_check=shape_check or (lambda *a: None), **kw)
 
 
 def _dict_shape_check(name: str, keys: Sequence[str]):
@@ -168,7 +129,7 @@ def _dict_shape_check(name: str, keys: Sequence[str]):
                 return f"{name}: '{k}' is a {type(g).__name__} on the case '{case.name}' but should be a torch.Tensor of shape {tuple(e.shape)}."
             if tuple(g.shape) != tuple(e.shape):
                 return f"{name}: '{k}' has shape {tuple(g.shape)} but should have shape {tuple(e.shape)} on the case '{case.name}' (pad every row to the longest one)."
-            if e.dtype == torch.bool and g.dtype != torch.bool and torch.equal(g != 0, e):
+            if e.dtype == torch.bool and g.dtype != torch.bool and g.shape == e.shape and torch.equal(g != 0, e):
                 return f"{name}: '{k}' holds the right positions but has dtype {g.dtype}; make it a torch.bool tensor (e.g. with a comparison)."
             if not _same(g, e):
                 return f"{name}: '{k}' differs from the reference on the case '{case.name}' (expected {e.tolist()}, got {g.tolist()})."
@@ -242,6 +203,14 @@ def _encdec_cases() -> list[_Case]:
     ]
 
 
+def _dont_care(out):
+    """``tgt_in`` where ``tgt_out`` is padding never matters (see :func:`_ignore_tgt_in_after_eos`)."""
+    if isinstance(out, dict) and all(isinstance(out.get(k), Tensor) for k in ("tgt_in", "tgt_out")) \
+            and out["tgt_in"].shape == out["tgt_out"].shape:
+        out = {**out, "tgt_in": out["tgt_in"].masked_fill(out["tgt_out"] == PAD_ID, PAD_ID)}
+    return out
+
+
 def _ignore_tgt_in_after_eos(fn: Callable) -> Callable:
     """``tgt_in`` at positions where ``tgt_out`` is padding never matters (the loss ignores them and
     the causal mask hides them from earlier positions), so ``shift_right(tgt_out)``, which puts EOS
@@ -260,11 +229,9 @@ def _ignore_tgt_in_after_eos(fn: Callable) -> Callable:
 @register("collate_encdec")
 def check_collate_encdec(fn: Callable) -> bool:
     """Check ``fn(batch) -> {"src", "tgt_in", "tgt_out"}`` (source padded; target + EOS; BOS + target)."""
-    if not callable(fn):
-        return _run("collate_encdec", fn, [], _ref_collate_encdec, [], None)
-    variants = [_Variant(_ignore_tgt_in_after_eos(v.fn), v.hint) for v in _ENCDEC_VARIANTS]
-    return _run("collate_encdec", _ignore_tgt_in_after_eos(fn), _encdec_cases(), _ref_collate_encdec, variants,
-                _dict_shape_check("collate_encdec", ("src", "tgt_in", "tgt_out")))
+    return _run("collate_encdec", fn, _encdec_cases(), _ref_collate_encdec, _ENCDEC_VARIANTS,
+                _dict_shape_check("collate_encdec", ("src", "tgt_in", "tgt_out")), transform=_dont_care,
+                arg_names=("batch",), output={"src": "ids", "tgt_in": "ids", "tgt_out": "ids"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +278,8 @@ _DECODER_VARIANTS = [
 def check_collate_decoder(fn: Callable) -> bool:
     """Check ``fn(batch) -> {"tokens", "loss_mask", "prefix_len"}`` for ``source <sep> target <eos>``."""
     return _run("collate_decoder", fn, _encdec_cases(), _ref_collate_decoder, _DECODER_VARIANTS,
-                _dict_shape_check("collate_decoder", ("tokens", "loss_mask", "prefix_len")))
+                _dict_shape_check("collate_decoder", ("tokens", "loss_mask", "prefix_len")),
+                arg_names=("batch",), output={"tokens": "ids", "loss_mask": "mask", "prefix_len": "ids"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,7 +348,18 @@ def check_beam_step(fn: Callable) -> bool:
             return f"beam_step: the right candidates but not best first, on the case '{case.name}'; return them in descending order of score (torch.topk does)."
         return None
 
-    return _run("beam_step", fn, _beam_cases(), reference_beam_step, _BEAM_VARIANTS, shape_check)
+    def wrong_order(got, expected, case):
+        if isinstance(got, (tuple, list)) and len(got) == 3 and all(isinstance(t, Tensor) for t in got):
+            names = ("new_scores", "beam", "token")
+            for perm in itertools.permutations(range(3)):
+                if perm != (0, 1, 2) and all(_same(got[i], expected[p]) for i, p in enumerate(perm)):
+                    order = ", ".join(names[p] for p in perm)
+                    return (f"beam_step: the right three tensors in the wrong order — you returned ({order}); return "
+                            f"(new_scores, beam, token) (seen on the case '{case.name}').")
+        return None
+
+    return _run("beam_step", fn, _beam_cases(), reference_beam_step, _BEAM_VARIANTS, shape_check, pre_check=wrong_order,
+                arg_names=("scores", "logp"), output=("float", "ids", "ids"), output_names=("new_scores", "beam", "token"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,6 +378,35 @@ def _bleu_unclipped(hyps, refs, max_n=4):
             rc = _ngrams(rt, n)
             stats["matches"][n - 1] += sum(c for g, c in _ngrams(ht, n).items() if g in rc)
     return _bleu_from(stats)
+
+
+def _bleu_pooled_clip(hyps, refs, max_n=4):
+    """Clipping against the whole corpus's reference counts instead of each sentence's own."""
+    stats = bleu_statistics(hyps, refs, max_n)
+    for n in range(1, max_n + 1):
+        hc, rc = Counter(), Counter()
+        for h, r in zip(hyps, refs):
+            hc.update(_ngrams(h.split(), n))
+            rc.update(_ngrams(r.split(), n))
+        stats["matches"][n - 1] = sum(min(c, rc[g]) for g, c in hc.items())
+    return _bleu_from(stats)
+
+
+def _bleu_skip_zero(hyps, refs, max_n=4, smooth=None):
+    stats = bleu_statistics(hyps, refs, max_n)
+    ps = []
+    for m, t in zip(stats["matches"], stats["totals"]):
+        if smooth == "add1":
+            ps.append((m + 1) / (t + 1))
+        elif smooth == "eps":
+            ps.append(max(m, 1e-9) / t if t else 1e-9)
+        elif m > 0 and t > 0:
+            ps.append(m / t)
+    if not ps:
+        return 0.0
+    c, r = stats["hyp_len"], stats["ref_len"]
+    bp = 1.0 if c > r else math.exp(1 - r / c) if c else 0.0
+    return 100.0 * bp * math.exp(sum(math.log(p) for p in ps) / len(ps))
 
 
 def _bleu_sentence_average(hyps, refs, max_n=4):
@@ -420,6 +428,16 @@ _BLEU_VARIANTS = [
              "the score is between 0 and 1: report BLEU on sacrebleu's 0-100 scale (multiply by 100)"),
     _Variant(_bleu_unclipped,
              "the n-gram counts are not clipped: a hypothesis n-gram counts at most as often as it occurs in the reference (min(count_hyp, count_ref))"),
+    _Variant(_bleu_pooled_clip,
+             "the n-gram counts are clipped against the whole corpus's reference counts; clip per sentence, min(count in this hypothesis, count in its own reference), then add up"),
+    _Variant(_bleu_skip_zero,
+             "a precision of 0 is skipped; without smoothing BLEU is 0 as soon as some p_n is 0 (log 0 = -inf), so return 0.0 then"),
+    _Variant(lambda h, r, max_n=4: _bleu_skip_zero(h, r, max_n, smooth="add1"),
+             "the precisions are smoothed (+1); compute BLEU without smoothing, p_n = matches / total, and return 0.0 when some p_n is 0"),
+    _Variant(lambda h, r, max_n=4: _bleu_skip_zero(h, r, max_n, smooth="eps"),
+             "a zero precision is replaced by a tiny number; without smoothing BLEU is exactly 0 when some p_n is 0, so return 0.0 then"),
+    _Variant(lambda h, r, max_n=4: reference_corpus_bleu(h, r, 4),
+             "the max_n argument is ignored; use n-grams of orders 1 … max_n, not a hard-coded 4"),
     _Variant(_bleu_sentence_average,
              "sentence scores are averaged: corpus BLEU pools the matches, n-gram totals and lengths over all sentences first, then computes one score"),
 ]
@@ -435,6 +453,10 @@ def _bleu_cases() -> list[_Case]:
         _Case("a perfect corpus", (["le chat noir dort .", "les petits chiens mangent une pomme ."],
                                    ["le chat noir dort .", "les petits chiens mangent une pomme ."])),
         _Case("three sentences, max_n=2", (["a b c d", "e f g", "a a a a"], ["a b c e", "e f g h", "a b a c"]), {"max_n": 2}),
+        _Case("a word repeated more often than in its own reference (clipping per sentence)",
+              (["the cat sat on the mat the the", "a dog ran in the park"], ["the cat sat on the mat today ok", "the the a dog ran in the park"])),
+        _Case("no 4-gram in common: BLEU is 0 without smoothing",
+              (["the cat sat on mat the dog", "we saw it"], ["the cat sat down on the mat", "we saw it today"])),
     ]
 
 
@@ -443,7 +465,13 @@ def check_bleu(fn: Callable) -> bool:
     """Check ``fn(hyps, refs, max_n=4) -> corpus BLEU in [0, 100]`` (whitespace tokens, no smoothing)."""
 
     def learner(hyps, refs, max_n=4):
-        out = fn(hyps, refs) if max_n == 4 else fn(hyps, refs, max_n=max_n)
+        try:
+            out = fn(hyps, refs) if max_n == 4 else fn(hyps, refs, max_n=max_n)
+        except (ValueError, ZeroDivisionError) as e:
+            if "math domain" in str(e) or isinstance(e, ZeroDivisionError):
+                raise Fail(f"corpus_bleu raised {type(e).__name__} ({e}) — a precision of 0 (or an empty hypothesis) makes log or the division fail; "
+                           "without smoothing BLEU is 0 as soon as some p_n is 0, so return 0.0 in that case.") from None
+            raise
         return float(out) if isinstance(out, Tensor) and out.numel() == 1 else out
 
     def shape_check(got, expected, case):
@@ -453,4 +481,4 @@ def check_bleu(fn: Callable) -> bool:
 
     if not callable(fn):
         return _run("corpus_bleu", fn, [], reference_corpus_bleu, [], shape_check)
-    return _run("corpus_bleu", learner, _bleu_cases(), reference_corpus_bleu, _BLEU_VARIANTS, shape_check)
+    return _run("corpus_bleu", learner, _bleu_cases(), reference_corpus_bleu, _BLEU_VARIANTS, shape_check, arg_names=("hyps", "refs", "max_n"))
