@@ -13,7 +13,6 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from .masks import check_mask
@@ -103,31 +102,56 @@ def scaled_dot_product_attention(
 
 
 class KVCache:
-    """Keys and values one attention layer has already computed, each ``(B, H, T, d_head)``.
+    """Keys and values one attention layer has already computed, each ``(B, H_kv, T, d_head)``.
 
     Decoder self-attention *appends* one step at a time; cross-attention fills it once
     from the encoder output and then only reads it.
+
+    Appending by ``torch.cat`` would copy the whole cache every step (quadratic in the
+    length). Instead the cache keeps a buffer with spare room, doubling it when full, and
+    writes each step into the next free slot; ``k`` and ``v`` are views of the filled part.
     """
 
     def __init__(self) -> None:
-        self.k: Tensor | None = None
+        self.k: Tensor | None = None  # (B, H_kv, T, d_head): the filled part
         self.v: Tensor | None = None
+        self._kbuf: Tensor | None = None  # (B, H_kv, capacity, d_head), capacity >= T
+        self._vbuf: Tensor | None = None
 
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[-2]
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        if self.k is None:  # first call (the prompt, or the encoder output): keep the tensors as they are
+            self.k, self.v = k, v
+            return k, v
+        n, new = len(self), k.shape[-2]
+        if self._kbuf is None or n + new > self._kbuf.shape[-2]:  # out of room: double the buffer
+            capacity = max(2 * n, n + new, 16)
+            self._kbuf = self.k.new_empty(*self.k.shape[:-2], capacity, self.k.shape[-1])
+            self._vbuf = self.v.new_empty(*self.v.shape[:-2], capacity, self.v.shape[-1])
+            self._kbuf.narrow(-2, 0, n).copy_(self.k)  # narrow(-2, start, length) = [..., start:start+length, :]
+            self._vbuf.narrow(-2, 0, n).copy_(self.v)
+        self._kbuf.narrow(-2, n, new).copy_(k)  # write into the next free slots
+        self._vbuf.narrow(-2, n, new).copy_(v)
+        self.k, self.v = self._kbuf.narrow(-2, 0, n + new), self._vbuf.narrow(-2, 0, n + new)
         return self.k, self.v
 
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (beam search reshuffles its beams every step)."""
         if self.k is not None:
             self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+            self._kbuf = self._vbuf = None
 
     def nbytes(self) -> int:
+        """Bytes of the keys and values held (the filled part: ``2 · B · H_kv · T · d_head · element size``)."""
         return 0 if self.k is None else self.k.numel() * self.k.element_size() * 2
+
+    def allocated_bytes(self) -> int:
+        """Bytes actually reserved, spare room of the buffer included (at most about 2 × :meth:`nbytes`)."""
+        if self._kbuf is None:
+            return self.nbytes()
+        return self._kbuf.numel() * self._kbuf.element_size() * 2
 
 
 class MultiHeadAttention(nn.Module):
@@ -136,6 +160,10 @@ class MultiHeadAttention(nn.Module):
 
     Parameter layout matches ``nn.MultiheadAttention`` (one ``in_proj`` for Q, K, V) so
     weights can be copied across and the results compared.
+
+    ``n_kv_heads < n_heads`` is grouped-query attention (GQA, Ainslie et al. 2023, arXiv 2305.13245):
+    only ``n_kv_heads`` key/value heads are computed and cached, and each serves a group of
+    ``n_heads // n_kv_heads`` query heads (``n_kv_heads=1`` is multi-query attention).
     """
 
     def __init__(
@@ -147,6 +175,7 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         qk_norm: bool = False,
         norm_eps: float = 1e-6,
+        n_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
@@ -155,7 +184,11 @@ class MultiHeadAttention(nn.Module):
                 f"dimensions. Try n_heads in {[h for h in range(1, d_model + 1) if d_model % h == 0 and h <= 32]}."
             )
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
-        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # rows: W_Q, W_K, W_V
+        self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if self.n_kv_heads < 1 or n_heads % self.n_kv_heads != 0:
+            raise ValueError(f"n_kv_heads={self.n_kv_heads} must divide n_heads={n_heads}.")
+        self.d_kv = self.n_kv_heads * self.d_head  # width of K (and of V): d_model without GQA
+        self.in_proj = nn.Linear(d_model, d_model + 2 * self.d_kv, bias=bias)  # rows: W_Q, W_K, W_V
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W_O
         self.dropout = dropout
         # QK-norm: normalise each head's queries and keys, keeping the logits bounded.
@@ -167,7 +200,9 @@ class MultiHeadAttention(nn.Module):
         self.last_weights: Tensor | None = None
 
     def _heads(self, t: Tensor) -> Tensor:
-        return rearrange(t, "b t (h d) -> b h t d", h=self.n_heads)  # split d_model into heads
+        # split the features into heads of d_head: rearrange(t, "b t (h d) -> b h t d"), in plain
+        # torch because einops' pattern parsing costs more than the arithmetic of one decoding step
+        return t.unflatten(-1, (-1, self.d_head)).transpose(1, 2)
 
     def forward(
         self,
@@ -199,7 +234,7 @@ class MultiHeadAttention(nn.Module):
             if cache is not None and len(cache) > 0:
                 k, v = cache.k, cache.v  # encoder K/V: computed once per sequence, then reused
             else:
-                k, v = map(self._heads, F.linear(context, w[d:], None if b is None else b[d:]).chunk(2, dim=-1))
+                k, v = self._heads(F.linear(context, w[d:], None if b is None else b[d:])).split(self.n_kv_heads, dim=1)
                 if self.k_norm is not None:
                     k = self.k_norm(k)
                 if cache is not None:
@@ -207,13 +242,17 @@ class MultiHeadAttention(nn.Module):
             if self.q_norm is not None:
                 q = self.q_norm(q)
         else:
-            q, k, v = map(self._heads, self.in_proj(x).chunk(3, dim=-1))
+            # one matmul for Q, K and V; split into heads of d_head, then the heads into Q's, K's and V's
+            q, k, v = self._heads(self.in_proj(x)).split_with_sizes([self.n_heads, self.n_kv_heads, self.n_kv_heads], dim=1)
             if self.q_norm is not None:
                 q, k = self.q_norm(q), self.k_norm(k)
             if rope is not None:
                 q, k = rope(q, positions), rope(k, positions)
             if cache is not None:
                 k, v = cache.append(k, v)  # keys/values of earlier steps + this one
+        if self.n_kv_heads != self.n_heads:  # GQA: each K/V head serves a group of query heads
+            group = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
         p = self.dropout if self.training else 0.0
         if self.record:
@@ -221,7 +260,7 @@ class MultiHeadAttention(nn.Module):
             self.last_weights = weights.detach()
         else:
             out = scaled_dot_product_attention(q, k, v, mask, dropout_p=p)
-        return self.out_proj(rearrange(out, "b h t d -> b t (h d)"))  # merge the heads back
+        return self.out_proj(out.transpose(1, 2).flatten(2))  # merge the heads back: "b h t d -> b t (h d)"
 
 
 def cross_attention(mha: MultiHeadAttention, x: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:

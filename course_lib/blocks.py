@@ -24,7 +24,9 @@ class _Block(nn.Module):
     def __init__(self, cfg: ModelConfig, cross: bool) -> None:
         super().__init__()
         self.norm_first = cfg.norm_first
-        mha = lambda: MultiHeadAttention(cfg.d_model, cfg.n_heads, bias=cfg.bias, dropout=cfg.dropout, qk_norm=cfg.qk_norm)
+        mha = lambda: MultiHeadAttention(
+            cfg.d_model, cfg.n_heads, bias=cfg.bias, dropout=cfg.dropout, qk_norm=cfg.qk_norm, n_kv_heads=cfg.n_kv_heads
+        )
         self.self_attn = mha()
         self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.cross_attn = mha() if cross else None
@@ -34,9 +36,10 @@ class _Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+        drop = self.dropout if self.training else (lambda h: h)  # dropout is the identity in eval mode
         if self.norm_first:
-            return x + self.dropout(sublayer(norm(x)))
-        return norm(x + self.dropout(sublayer(x)))
+            return x + drop(sublayer(norm(x)))
+        return norm(x + drop(sublayer(x)))
 
     def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None):
         self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
@@ -63,13 +66,14 @@ class EncoderBlock(_Block):
 
 class DecoderBlock(_Block):
     """Causal self-attention + FFN. Without an explicit ``mask`` it builds the causal one
-    (aligned to the newest positions when a KV ``cache`` holds earlier ones)."""
+    (aligned to the newest positions when a KV ``cache`` holds earlier ones), except for a single
+    new position, which may see every key anyway."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg, cross=False)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, *, cache: dict[str, KVCache] | None = None, rope=None, positions=None) -> Tensor:
-        if mask is None:
+        if mask is None and x.shape[1] > 1:  # one new query may see every key: no mask needed
             past = 0 if cache is None else len(cache["self"])
             mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
         return self._forward(x, mask, cache=cache, rope=rope, positions=positions)
@@ -93,7 +97,7 @@ class CrossDecoderBlock(_Block):
         rope=None,
         positions=None,
     ) -> Tensor:
-        if mask is None:
+        if mask is None and x.shape[1] > 1:  # one new query may see every key: no mask needed
             past = 0 if cache is None else len(cache["self"])
             mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
         return self._forward(x, mask, context, context_mask, cache=cache, rope=rope, positions=positions)

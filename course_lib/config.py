@@ -15,6 +15,7 @@ class ModelConfig:
     vocab_size: int
     d_model: int = 64
     n_heads: int = 4
+    n_kv_heads: int | None = None  # grouped-query attention: fewer K/V heads than query heads (None = n_heads)
     n_layers: int = 2
     n_enc_layers: int | None = None
     n_dec_layers: int | None = None
@@ -40,6 +41,11 @@ class ModelConfig:
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; pick n_heads that divides d_model "
                 f"(e.g. {[h for h in (1, 2, 4, 8, 16) if self.d_model % h == 0]})."
             )
+        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads != 0):
+            raise ValueError(
+                f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} (each K/V head serves a group of "
+                f"query heads); pick one of {[g for g in range(1, self.n_heads + 1) if self.n_heads % g == 0]}."
+            )
         choices = {"norm": ("layer", "rms"), "ffn": ("gelu", "relu", "swiglu"), "pos": ("learned", "sinusoidal", "rope", "none")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -54,6 +60,11 @@ class ModelConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: ``n_kv_heads`` with grouped-query attention, else ``n_heads``."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
 
     def to_dict(self) -> dict:
         return asdict(self)

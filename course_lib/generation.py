@@ -119,12 +119,12 @@ def generate(
     out = []
     for i in range(max_new_tokens):
         token = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-        token = token.masked_fill(done, pad_id)
-        out.append(token)
         if eos_id is not None:
+            token = token.masked_fill(done, pad_id)  # finished rows emit padding
             done |= token == eos_id
-            if bool(done.all()):
-                break
+        out.append(token)
+        if eos_id is not None and bool(done.all()):
+            break
         if i + 1 < max_new_tokens:
             logits = stepper.step(token)
     model.train(was_training)

@@ -49,7 +49,8 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.act(self.linear1(x))))
+        h = self.act(self.linear1(x))
+        return self.linear2(self.dropout(h) if self.training else h)  # dropout is the identity in eval mode
 
 
 class SwiGLU(nn.Module):

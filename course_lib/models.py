@@ -38,17 +38,23 @@ class Embeddings(nn.Module):
     def forward(self, tokens: Tensor, start: int = 0) -> Tensor:
         if tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
             raise ValueError(f"expected token ids of shape (B, T) and an integer dtype; got {tuple(tokens.shape)} {tokens.dtype}.")
-        if tokens.numel() and (int(tokens.max()) >= self.cfg.vocab_size or int(tokens.min()) < 0):
-            raise ValueError(f"token ids must lie in [0, vocab_size={self.cfg.vocab_size}); got max {int(tokens.max())}, min {int(tokens.min())}.")
+        # Reading min/max back is free on the CPU but makes a GPU wait; there, check only multi-token
+        # inputs (a decoding step's token comes from the model's own logits, so it is in range).
+        if tokens.numel() and (tokens.device.type == "cpu" or tokens.shape[1] > 1):
+            lo, hi = (int(t) for t in tokens.aminmax())
+            if hi >= self.cfg.vocab_size or lo < 0:
+                raise ValueError(f"token ids must lie in [0, vocab_size={self.cfg.vocab_size}); got max {hi}, min {lo}.")
         end = start + tokens.shape[1]
         if self.cfg.pos in ("learned", "sinusoidal") and end > self.cfg.max_len:
             raise ValueError(f"sequence reaches position {end} but max_len={self.cfg.max_len}; raise ModelConfig.max_len.")
-        x = self.tok(tokens) * self.scale
+        x = self.tok(tokens)
+        if self.scale != 1.0:
+            x = x * self.scale
         if self.cfg.pos == "learned":
-            x = x + self.pos(torch.arange(start, end, device=tokens.device))
+            x = x + self.pos.weight[start:end]  # = self.pos(torch.arange(start, end))
         elif self.cfg.pos == "sinusoidal":
             x = x + self.table[start:end]
-        return self.dropout(x)
+        return self.dropout(x) if self.training else x
 
 
 def _rope(cfg: ModelConfig) -> RotaryEmbedding | None:
@@ -168,9 +174,10 @@ class DecoderOnly(_Model):
         """``tokens (B, T)`` -> logits ``(B, T, V)``. With a ``cache``, ``tokens`` are the new
         positions only and earlier keys/values are read from (and appended to) the cache."""
         past = 0 if cache is None else len(cache[0]["self"])
-        mask = self.self_attention_mask(tokens.shape[1], past, prefix_len, tokens.device)
+        # One new token (a decoding step) may see every key, prefix or not: no mask to build or apply.
+        mask = None if tokens.shape[1] == 1 else self.self_attention_mask(tokens.shape[1], past, prefix_len, tokens.device)
         x = self.embed(tokens, start=past)
-        positions = torch.arange(past, past + tokens.shape[1], device=tokens.device)
+        positions = None if self.rope is None else torch.arange(past, past + tokens.shape[1], device=tokens.device)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions)
         return self.head(self.norm(x))
@@ -208,7 +215,7 @@ class EncoderDecoder(_Model):
         """Decoder input ``tgt_in (B, T)`` (BOS + target shifted right) -> logits ``(B, T, V)``."""
         past = 0 if cache is None else len(cache[0]["self"])
         x = self.tgt_embed(tgt_in, start=past)
-        positions = torch.arange(past, past + tgt_in.shape[1], device=tgt_in.device)
+        positions = None if self.rope is None else torch.arange(past, past + tgt_in.shape[1], device=tgt_in.device)
         for i, block in enumerate(self.decoder):
             # mask=None: the block builds the causal mask, aligned to the cache
             x = block(x, memory, src_mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions)

@@ -39,7 +39,7 @@ from .generation import beam_search, generate
 from .losses import clm_loss, seq2seq_loss
 from .models import DecoderOnly, EncoderDecoder
 from .runtime import pick, seed_everything
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer, pad_batch
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer, detokenize, pad_batch
 from .train import TrainConfig, train
 
 FAMILIES = ("encdec", "decoder", "prefixlm")
@@ -59,6 +59,11 @@ class TranslationData:
         """``[(source ids, target ids), ...]`` without special tokens."""
         enc = self.tokenizer.encode
         return [(enc(en), enc(fr)) for en, fr in self.splits[split]]
+
+    def source_words(self) -> list[str]:
+        """Every token of the training sources (the English the model has seen), sorted."""
+        tokenize = self.tokenizer.tokenize
+        return sorted({t for en, _ in self.splits["train"] for t in tokenize(en)})
 
 
 def load_data(seed: int = 0, n_train: int | None = None, tsv: str | None = None) -> TranslationData:
@@ -203,6 +208,55 @@ def translate(model: nn.Module, family: str, tokenizer: WordTokenizer, sentences
     return [tokenizer.decode(t) for t in ids]
 
 
+SENTENCE_END = (".", "!", "?")
+
+
+def _is_word(token: str) -> bool:
+    return any(ch.isalnum() for ch in token)
+
+
+def prepare_source(text: str, tokenizer: WordTokenizer, source_words=None) -> tuple[str, list[str]]:
+    """Bring a sentence someone typed into the form the training sources have.
+
+    Lowercased and tokenized like the data; a sentence without final punctuation gets the full
+    stop every training sentence ends with (without it the model, which never saw a sentence end
+    without one, can repeat words or run on). Words outside ``source_words`` (default: the
+    tokenizer's vocabulary) are left out, since the model never saw them, and returned so the
+    caller can say so; unknown punctuation is dropped silently.
+    Returns ``(text as the model will read it, [unknown words, in order, once each])``.
+    """
+    known = set(source_words) if source_words is not None else set(tokenizer.stoi)
+    tokens = tokenizer.tokenize(text)
+    unknown = list(dict.fromkeys(t for t in tokens if t not in known and _is_word(t)))
+    kept = [t for t in tokens if t in known]
+    if any(_is_word(t) for t in kept) and kept[-1] not in SENTENCE_END:
+        end = next((p for p in SENTENCE_END if p in known), None)
+        if end is not None:
+            kept.append(end)
+    return detokenize(kept), unknown
+
+
+@dataclass
+class TypedTranslation:
+    """One typed sentence: what the model read, what it wrote, and the words it could not use."""
+
+    text: str  # as typed
+    source: str  # normalised, unknown words left out (what the model reads)
+    unknown: list[str]  # words outside the vocabulary
+    translation: str | None  # None when no known word is left
+
+
+def translate_typed(model: nn.Module, family: str, tokenizer: WordTokenizer, sentences: Sequence[str],
+                    source_words=None, **kw) -> list[TypedTranslation]:
+    """Translate sentences as a person types them (any case, with or without the final full stop,
+    possibly with words the toy vocabulary lacks): see :func:`prepare_source`."""
+    prepared = [prepare_source(s, tokenizer, source_words) for s in sentences]
+    todo = [i for i, (src, _) in enumerate(prepared) if any(_is_word(t) for t in tokenizer.tokenize(src))]
+    outs = translate(model, family, tokenizer, [prepared[i][0] for i in todo], **kw) if todo else []
+    done = dict(zip(todo, outs))
+    return [TypedTranslation(text, src, unknown, done.get(i)) for i, (text, (src, unknown)) in enumerate(zip(sentences, prepared))]
+
+
 def evaluate(model: nn.Module, family: str, data: TranslationData, split: str = "test", *,
              limit: int | None = None, **kw) -> dict[str, float]:
     """BLEU and chrF (sacrebleu) and exact match (%) of the model's translations of ``split``."""
@@ -263,19 +317,54 @@ def training_flops_per_sequence(model: nn.Module, family: str, pairs: Sequence[t
 # ----------------------------------------------------------------------------------------------
 # Saving a trained translator
 # ----------------------------------------------------------------------------------------------
-def save_translator(path: str, model: nn.Module, family: str, tokenizer: WordTokenizer) -> None:
-    """Weights + config + vocabulary + family, loadable with ``torch.load(weights_only=True)``."""
+class TranslatorError(Exception):
+    """A problem the command line reports as one sentence (no traceback)."""
+
+
+def save_translator(path: str, model: nn.Module, family: str, tokenizer: WordTokenizer,
+                    source_words: Sequence[str] | None = None) -> None:
+    """Weights + config + vocabulary + family (+ the English words of the training data, so that a
+    typed sentence's unknown words can be named), loadable with ``torch.load(weights_only=True)``."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     model = getattr(model, "module", model)
-    torch.save({"family": family, "config": model.cfg.to_dict(), "tokenizer": tokenizer.to_dict(),
-                "model": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
+    blob = {"family": family, "config": model.cfg.to_dict(), "tokenizer": tokenizer.to_dict(),
+            "model": {k: v.cpu() for k, v in model.state_dict().items()}}
+    if source_words is not None:
+        blob["source_words"] = sorted(source_words)
+    torch.save(blob, path)
+
+
+def _read_translator(path: str) -> dict:
+    """The saved blob, or a :class:`TranslatorError` that says in one sentence what is wrong."""
+    if not os.path.exists(path):
+        raise TranslatorError(f"there is no file {path!r}; train a model first with "
+                              f"`python -m course_lib.translate train --out {path}`, or give the path of a saved one.")
+    if os.path.isdir(path):
+        raise TranslatorError(f"{path!r} is a folder; give the path of a model file saved by `python -m course_lib.translate train`.")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file gets the same one-sentence answer
+        raise TranslatorError(f"{path!r} is not a model saved by `python -m course_lib.translate train` "
+                              "(PyTorch cannot read it as a saved model).") from None
+    if not isinstance(blob, dict) or not {"family", "config", "tokenizer", "model"} <= set(blob):
+        if isinstance(blob, dict) and "step" in blob and "rng" in blob:
+            raise TranslatorError(f"{path!r} is a training checkpoint, not a saved model; give the model file "
+                                  "(the --out path of `train`, e.g. runs/translator.pt).")
+        raise TranslatorError(f"{path!r} is not a model saved by `python -m course_lib.translate train`.")
+    return blob
 
 
 def load_translator(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module, str, WordTokenizer]:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    """``(model in eval mode, family, tokenizer)`` from a file written by :func:`save_translator`."""
+    blob = _read_translator(path)
     model = build_model(blob["family"], ModelConfig(**blob["config"]))
     model.load_state_dict(blob["model"])
     return model.to(device).eval(), blob["family"], WordTokenizer.from_dict(blob["tokenizer"])
+
+
+def load_source_words(path: str) -> list[str] | None:
+    """The English words a saved translator was trained on (``None`` for files saved without them)."""
+    return _read_translator(path).get("source_words")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,17 +380,99 @@ def default_train_config(**overrides) -> TrainConfig:
 
 
 def train_translator(family: str, data: TranslationData, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                     *, label_smoothing: float = 0.0, evaluate_split: str | None = None, eval_limit: int = 200) -> tuple[nn.Module, list[dict]]:
+                     *, label_smoothing: float = 0.0, evaluate_split: str | None = None, eval_limit: int = 200,
+                     evaluator=None) -> tuple[nn.Module, list[dict]]:
     """Build and train one family's model; returns ``(model, history)``. The initial weights are
-    drawn after seeding every RNG with ``train_cfg.seed``, so a run does not depend on what ran before."""
+    drawn after seeding every RNG with ``train_cfg.seed``, so a run does not depend on what ran before.
+    ``evaluate_split``: BLEU / exact match on its first ``eval_limit`` sentences at every evaluation;
+    or pass any ``evaluator(model) -> dict`` (e.g. :func:`validation_evaluator`)."""
     seed_everything(train_cfg.seed)
     model = build_model(family, model_cfg)
-    evaluator = None
-    if evaluate_split:
+    if evaluator is None and evaluate_split:
         evaluator = lambda m: evaluate(m, family, data, evaluate_split, limit=eval_limit)
     history = train(model, loss_for(family, label_smoothing), data.ids("train"), train_cfg,
                     collate=collate_for(family), evaluate=evaluator)
     return model, history
+
+
+class _TargetReached(Exception):
+    pass
+
+
+def validation_evaluator(family: str, data: TranslationData, *, loss_limit: int = 200, bleu_limit: int = 100,
+                         bleu_every: int = 2, split: str = "valid"):
+    """An ``evaluate(model)`` for :func:`course_lib.train.train` that is cheap enough to call often:
+    the teacher-forced loss per target token on the first ``loss_limit`` pairs of ``split`` (one batch;
+    its exp is the perplexity) at every call, and greedy BLEU / exact match on the first
+    ``bleu_limit`` sentences at every ``bleu_every``-th call. ``eval_s`` is the evaluation time
+    spent so far (to subtract from training wall time)."""
+    batch = collate_for(family)(data.ids(split)[:loss_limit])
+    loss_fn = loss_for(family)
+    state = {"calls": 0, "eval_s": 0.0}
+
+    def evaluate_fn(model: nn.Module) -> dict[str, float]:
+        import time
+
+        t0 = time.perf_counter()
+        state["calls"] += 1
+        device = next(model.parameters()).device
+        out = {"valid_loss": float(loss_fn(model, {k: v.to(device) for k, v in batch.items()}))}
+        if state["calls"] % bleu_every == 0:
+            m = evaluate(model, family, data, split, limit=bleu_limit)
+            out.update(bleu=m["bleu"], exact=m["exact"])
+        state["eval_s"] += time.perf_counter() - t0
+        out["eval_s"] = state["eval_s"]
+        return out
+
+    return evaluate_fn
+
+
+def steps_to(record: Sequence[dict], key: str, target: float, *, higher_is_better: bool = True) -> int | None:
+    """The first evaluated step at which ``record[i][key]`` reached ``target`` (``None`` if never)."""
+    for row in record:
+        if key in row and (row[key] >= target if higher_is_better else row[key] <= target):
+            return int(row["step"])
+    return None
+
+
+def race_to_target(family: str, data: TranslationData, model_cfg: ModelConfig, train_cfg: TrainConfig, *,
+                   bleu_target: float = 95.0, loss_target: float = 0.1, max_steps: int | None = None,
+                   **evaluator_kw) -> tuple[nn.Module, list[dict]]:
+    """Train like :func:`train_translator` (same schedule, seed and data order) but stop at the first
+    evaluation where validation BLEU >= ``bleu_target`` *and* validation loss <= ``loss_target``
+    have both been reached (or after ``max_steps``). ``train_cfg.eval_every`` sets how finely the
+    step is resolved. Because only the stopping point differs, the record is exactly the beginning of
+    a full run with the same seed. Returns ``(model, record)``: one row per evaluation with ``step``,
+    ``valid_loss``, ``bleu`` / ``exact`` (every other row) and ``train_s`` (wall time without evaluations)."""
+    import dataclasses
+    import time
+
+    if not train_cfg.eval_every:
+        raise ValueError("race_to_target needs train_cfg.eval_every (how often to check the targets).")
+    cfg = dataclasses.replace(train_cfg, ckpt_path=None, progress=False)
+    base_eval = validation_evaluator(family, data, **evaluator_kw)
+    record: list[dict] = []
+    reached = {"bleu": False, "loss": False}
+    t0 = time.perf_counter()
+
+    def evaluate_fn(model: nn.Module) -> dict[str, float]:
+        row = base_eval(model)
+        step = min((len(record) + 1) * cfg.eval_every, cfg.steps)
+        row = {"step": step, **row, "train_s": time.perf_counter() - t0 - row["eval_s"]}
+        record.append(row)
+        reached["bleu"] |= row.get("bleu", -1.0) >= bleu_target
+        reached["loss"] |= row["valid_loss"] <= loss_target
+        if (reached["bleu"] and reached["loss"]) or (max_steps is not None and step >= max_steps):
+            raise _TargetReached
+        return row
+
+    seed_everything(cfg.seed)
+    model = build_model(family, model_cfg)
+    try:
+        train(model, loss_for(family), data.ids("train"), cfg, collate=collate_for(family), evaluate=evaluate_fn)
+    except _TargetReached:
+        pass
+    return model.eval(), record
 
 
 def default_ckpt_path(out: str) -> str:
@@ -310,8 +481,73 @@ def default_ckpt_path(out: str) -> str:
     return root + ".ckpt" + (ext or ".pt")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _device(name: str | None) -> torch.device:
+    """The requested device, or a :class:`TranslatorError` if this machine does not have it."""
+    from .runtime import pick_device
+
+    try:
+        device = pick_device(name)
+    except RuntimeError as e:
+        raise TranslatorError(f"{name!r} is not a device name PyTorch knows (try cpu, cuda or mps).") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TranslatorError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine; use --device cpu.")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TranslatorError("--device mps was asked for, but this machine has no Apple GPU; use --device cpu.")
+    return device
+
+
+def _load_data_or_explain(seed: int, n_train: int | None, tsv: str | None) -> TranslationData:
+    if tsv is not None and not os.path.isfile(tsv):
+        raise TranslatorError(f"there is no file {tsv!r}; --tsv needs a text file with one English<TAB>French pair per line.")
+    try:
+        return load_data(seed, n_train, tsv)
+    except UnicodeDecodeError:
+        raise TranslatorError(f"{tsv!r} is not UTF-8 text; save it as UTF-8 (one English<TAB>French pair per line).") from None
+    except ValueError as e:  # e.g. too few pairs
+        raise TranslatorError(str(e).rstrip(".") + ".") from None
+
+
+def _vocabulary_note(source_words: Sequence[str] | None, tokenizer: WordTokenizer) -> str:
+    if source_words is not None:
+        return f"the {sum(_is_word(w) for w in source_words)} English words of its training data"
+    return f"its vocabulary of {sum(_is_word(w) for w in tokenizer.itos)} English and French words"
+
+
+def _run_translate(args) -> None:
+    import sys
+
+    model, family, tok = load_translator(args.model, _device(args.device))
+    source_words = load_source_words(args.model)
+    results = translate_typed(model, family, tok, args.sentences, source_words, beam_size=args.beam)
+    for r in results:
+        print(f"{r.text}\t{r.translation if r.translation is not None else ''}")
+        if r.unknown:
+            words = ", ".join(repr(w) for w in r.unknown)
+            what = (f"translated {r.source!r} instead" if r.translation is not None else "nothing left to translate")
+            print(f"note: {words} {'is' if len(r.unknown) == 1 else 'are'} not among {_vocabulary_note(source_words, tok)} "
+                  f"(a toy fragment of English); {what}.", file=sys.stderr)
+        elif r.translation is None:
+            print(f"note: {r.text!r} has no words to translate.", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line. Every expected problem (a missing or wrong model file, a missing TSV file,
+    a device this machine lacks, ...) ends with one sentence on stderr and exit status 2, no traceback;
+    ``--debug`` shows the traceback instead."""
+    import sys
+
     p = argparse.ArgumentParser(prog="python -m course_lib.translate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--debug", action="store_true", help="show the full traceback when something goes wrong")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train one family's translator (resumes from its checkpoint if one exists)")
     t.add_argument("--family", choices=FAMILIES, default="encdec")
@@ -320,12 +556,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                    "--out runs/translator.pt; *.pt files are git-ignored)")
     t.add_argument("--tsv", default=None, help="your own English<TAB>French file instead of the generated data")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--n-train", type=int, default=None)
-    t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None, help="global batch (split over torchrun processes)")
+    t.add_argument("--n-train", type=_positive_int, default=None)
+    t.add_argument("--steps", type=_positive_int, default=None)
+    t.add_argument("--batch-size", type=_positive_int, default=None, help="global batch (split over torchrun processes)")
     t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--d-model", type=int, default=None)
-    t.add_argument("--layers", type=int, default=None, help="encoder and decoder depth of the encoder-decoder "
+    t.add_argument("--d-model", type=_positive_int, default=None)
+    t.add_argument("--layers", type=_positive_int, default=None, help="encoder and decoder depth of the encoder-decoder "
                    "(the decoder-only models get the depth that matches its parameters)")
     t.add_argument("--dropout", type=float, default=None)
     t.add_argument("--label-smoothing", type=float, default=0.0)
@@ -334,30 +570,50 @@ def main(argv: Sequence[str] | None = None) -> None:
     e = sub.add_parser("eval", help="BLEU / chrF / exact match of a saved model")
     e.add_argument("model")
     e.add_argument("--split", default="test", choices=("train", "valid", "test", "long"))
-    e.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    e.add_argument("--beam", type=_positive_int, default=1, help="beam size (1 = greedy)")
     e.add_argument("--length-penalty", type=float, default=1.0)
     e.add_argument("--tsv", default=None, help="the TSV file the model was trained on (default: generated data)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--limit", type=int, default=None, help="only the first LIMIT sentences")
+    e.add_argument("--limit", type=_positive_int, default=None, help="only the first LIMIT sentences")
     e.add_argument("--device", default=None)
-    s = sub.add_parser("translate", help="translate sentences given on the command line")
+    s = sub.add_parser("translate", help="translate sentences given on the command line (any case, full stop optional)")
     s.add_argument("model")
     s.add_argument("sentences", nargs="+")
-    s.add_argument("--beam", type=int, default=1)
+    s.add_argument("--beam", type=_positive_int, default=1)
     s.add_argument("--device", default=None)
     args = p.parse_args(argv)
+    try:
+        _run(args)
+    except KeyboardInterrupt:
+        hint = " (run the same command again to resume from the last checkpoint)" if args.cmd == "train" else ""
+        print(f"error: interrupted{hint}.", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:  # noqa: BLE001 - the CLI answers in one sentence; --debug shows the traceback
+        if args.debug:
+            raise
+        if isinstance(err, TranslatorError):
+            message = str(err)
+        elif isinstance(err, OSError) and err.filename is not None:
+            message = f"cannot use {err.filename!r}: {err.strerror or err}."
+        else:
+            first = str(err).splitlines()[0] if str(err) else ""
+            message = f"{type(err).__name__}: {first} (run again with --debug for the full traceback)."
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
-    from .runtime import pick_device
 
+def _run(args) -> None:
     if args.cmd == "train":
-        data = load_data(args.seed, args.n_train, args.tsv)
-        over = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device).items() if v is not None}
+        device = _device(args.device) if args.device else None
+        data = _load_data_or_explain(args.seed, args.n_train, args.tsv)
+        over = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                      device=str(device) if device else None).items() if v is not None}
         tcfg = default_train_config(seed=args.seed, ckpt_path=args.ckpt or default_ckpt_path(args.out), progress=not args.no_progress, **over)
         size = {k: v for k, v in dict(d_model=args.d_model, enc_dec_layers=args.layers, dropout=args.dropout).items() if v is not None}
         mcfg = model_configs(data.tokenizer.vocab_size, **size)[args.family]
         model, history = train_translator(args.family, data, mcfg, tcfg, label_smoothing=args.label_smoothing)
         if int(os.environ.get("RANK", "0")) == 0:
-            save_translator(args.out, model, args.family, data.tokenizer)
+            save_translator(args.out, model, args.family, data.tokenizer, data.source_words())
             metrics = evaluate(model.eval(), args.family, data, "valid", limit=500)
             print(f"saved {args.out} ({args.family}, {model.num_parameters():,} non-embedding parameters, "
                   f"{history[-1]['elapsed_s']:.0f} s); final train loss {history[-1]['loss']:.4f}; valid (first 500): "
@@ -365,15 +621,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     elif args.cmd == "eval":
-        model, family, tok = load_translator(args.model, pick_device(args.device))
-        data = load_data(args.seed, tsv=args.tsv)
+        model, family, tok = load_translator(args.model, _device(args.device))
+        data = _load_data_or_explain(args.seed, None, args.tsv)
         data = TranslationData(tok, data.splits)  # the vocabulary the model was trained with
         metrics = evaluate(model, family, data, args.split, limit=args.limit, beam_size=args.beam, length_penalty=args.length_penalty)
         print(f"{family} on {args.split}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     else:
-        model, family, tok = load_translator(args.model, pick_device(args.device))
-        for src, out in zip(args.sentences, translate(model, family, tok, args.sentences, beam_size=args.beam)):
-            print(f"{src}\t{out}")
+        _run_translate(args)
 
 
 if __name__ == "__main__":

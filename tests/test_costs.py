@@ -183,3 +183,116 @@ def test_encoder_decoder_needs_about_half_the_flops_at_equal_parameters():
     dec_only = decoder_only_sequence_flops(7 * 12 * d * d, 7, d, P, G)
     encdec = encoder_decoder_sequence_flops(3 * 12 * d * d, 3 * 16 * d * d, 3, 3, d, P, G)
     assert 0.4 < encdec / dec_only < 0.6
+
+
+# --------------------------------------------------------------------------- prefill / decode / memory by family
+
+from course_lib.costs import (  # noqa: E402
+    cache_bytes,
+    decode_step_flops,
+    encdec_decode_step_flops,
+    generation_flops,
+    kv_cache_bytes_for,
+    prefill_flops,
+    stack_params,
+)
+
+
+def test_decode_step_flops_hand_numbers():
+    # N = 1000, L = 2, n_ctx = 10, d = 8, V = 50: 2000 + 4·2·10·8 + 2·8·50
+    assert decode_step_flops(1000, 2, 10, 8, 50) == 2000 + 640 + 800
+    # twice the training-averaged attention term of Kaplan's per-token estimate
+    assert decode_step_flops(1000, 2, 10, 8) - 2000 == 2 * (forward_flops_per_token(1000, 2, 10, 8) - 2000)
+    # enc-dec step: N_dec = 5000 of which 2·L·d² = 256 are cross K/V weights (not used per step)
+    assert encdec_decode_step_flops(5000, 2, 3, 7, 8, 50) == 2 * (5000 - 256) + 4 * 2 * 8 * (3 + 7) + 800
+    # prefill P = 4: causal sees 1+2+3+4 = 10 pairs, full 16
+    assert prefill_flops(1000, 2, 8, 4, 50) == 2000 * 4 + 4 * 2 * 8 * 10 + 2 * 8 * 50 * 4
+    assert prefill_flops(1000, 2, 8, 4, attention="full") == 2000 * 4 + 4 * 2 * 8 * 16
+
+
+def test_kv_bytes_for_families_hand_numbers():
+    cfg = ModelConfig(vocab_size=10, d_model=16, n_heads=4, n_layers=3, n_enc_layers=2, n_dec_layers=2)
+    # decoder-only: 2 · 3 layers · 4 heads · 4 dims · 4 bytes = 384 bytes per token, P + G = 15 tokens
+    assert kv_cache_bytes_for(cfg, "decoder-only", 10, 5) == {"self": 384 * 15, "cross": 0, "total": 384 * 15}
+    # enc-dec: 2 decoder layers -> 256 bytes per token; self over G = 5, cross over P = 10
+    assert kv_cache_bytes_for(cfg, "encoder-decoder", 10, 5, batch=2) == {"self": 2 * 256 * 5, "cross": 2 * 256 * 10, "total": 2 * 256 * 15}
+    gqa = ModelConfig(vocab_size=10, d_model=16, n_heads=4, n_kv_heads=1, n_layers=3)
+    assert kv_cache_bytes_for(gqa, "decoder-only", 10, 5, bytes_per_el=2)["total"] == 2 * 3 * 1 * 4 * 2 * 15
+    assert kv_cache_bytes_for(cfg, "encoder-only", 10, 0)["total"] == 0
+
+
+@pytest.mark.parametrize("kw", [{}, dict(ffn="swiglu", norm="rms", bias=False), dict(n_kv_heads=2, qk_norm=True)])
+def test_stack_params_equal_num_parameters(kw):
+    cfg = ModelConfig(vocab_size=40, d_model=32, n_heads=4, n_layers=3, n_enc_layers=2, n_dec_layers=1, **kw)
+    assert stack_params(cfg, "decoder-only")["total"] == DecoderOnly(cfg).num_parameters()
+    assert stack_params(cfg, "encoder-decoder")["total"] == EncoderDecoder(cfg).num_parameters()
+    m = EncoderDecoder(cfg)
+    assert stack_params(cfg, "encoder-decoder")["encoder"] == sum(p.numel() for p in m.encoder.parameters()) + sum(p.numel() for p in m.enc_norm.parameters())
+
+
+def _matrix_only(cfg, family):
+    """stack_params without norms and biases: what the FLOP counter sees as matmuls (bias=False)."""
+    n = stack_params(cfg, family)
+    norms = {"decoder-only": {"decoder": cfg.n_layers * 2 * 2 * cfg.d_model + 2 * cfg.d_model},
+             "encoder-decoder": {"encoder": cfg.n_enc_layers * 4 * cfg.d_model + 2 * cfg.d_model,
+                                 "decoder": cfg.n_dec_layers * 6 * cfg.d_model + 2 * cfg.d_model}}[family]
+    out = {k: n[k] - norms.get(k, 0) for k in ("encoder", "decoder")}
+    return {**out, "total": out["encoder"] + out["decoder"]}
+
+
+@pytest.mark.parametrize("n_kv", [None, 1])
+def test_measured_flops_equal_the_cost_model(n_kv):
+    """FlopCounterMode (with attention counted on CPU) == the analytic model exactly, once the model is
+    given what the counter counts: matrix weights only (LayerNorm scales/shifts are element-wise, so
+    bias=False and the norms are subtracted) and attention="full" for the prefill (the kernel scores
+    the masked half too). Left out by both: norms, softmax, GELU, residual adds."""
+    V, d, L, H, P, G = 40, 32, 2, 4, 6, 5
+    cfg = ModelConfig(vocab_size=V, d_model=d, n_heads=H, n_kv_heads=n_kv, n_layers=L, max_len=64, bias=False)
+    torch.manual_seed(0)
+    prompt = torch.randint(3, V, (1, P))
+    for family, cls in (("decoder-only", DecoderOnly), ("encoder-decoder", EncoderDecoder)):
+        model = cls(cfg).eval()
+        n = _matrix_only(cfg, family)
+        if n_kv is None:
+            assert n["total"] == weight_matrix_params(model) - 0  # sanity: the subtraction above is right
+        counted = count_flops(generate, model, prompt, G, eos_id=None)
+        predicted = generation_flops(cfg, family, P, G, attention="full", params=n)["total"]
+        assert counted == predicted, family
+    # one decode step of the decoder-only model at n_ctx = P + 1
+    model = DecoderOnly(cfg).eval()
+    cache = model.new_cache()
+    with torch.no_grad():
+        model(prompt, cache=cache)
+        step = count_flops(model, torch.tensor([[7]]), cache=cache)
+    assert step == decode_step_flops(_matrix_only(cfg, "decoder-only")["decoder"], L, P + 1, d, V)
+
+
+def test_cache_bytes_measured_equal_formula_for_both_decoders():
+    cfg = ModelConfig(vocab_size=30, d_model=32, n_heads=4, n_kv_heads=2, n_layers=3, n_dec_layers=2, max_len=64)
+    P, G = 9, 6
+    torch.manual_seed(0)
+    for family, cls in (("decoder-only", DecoderOnly), ("encoder-decoder", EncoderDecoder)):
+        model = cls(cfg).eval()
+        cache = model.new_cache()
+        with torch.no_grad():
+            if family == "decoder-only":
+                model(torch.randint(3, 30, (2, P)), cache=cache)
+                for _ in range(G):
+                    model(torch.randint(3, 30, (2, 1)), cache=cache)
+            else:
+                memory, mask = model.encode(torch.randint(3, 30, (2, P)))
+                for _ in range(G):
+                    model.decode(torch.randint(3, 30, (2, 1)), memory, mask, cache=cache)
+        assert cache_bytes(cache) == kv_cache_bytes_for(cfg, family, P, G, batch=2), family
+
+
+def test_claim7_predicted_ratios_at_equal_parameters():
+    # SwiGLU, d_ff = 4d: 9 decoder-only layers vs 4 + 4 (0.44 rule), P = G = 1000 at d = 512
+    base = dict(vocab_size=1000, d_model=512, n_heads=8, ffn="swiglu", norm="rms", bias=False, max_len=4096)
+    dec = ModelConfig(n_layers=9, **base)
+    ed = ModelConfig(n_layers=4, **base)
+    n_dec, n_ed = stack_params(dec, "decoder-only")["total"], stack_params(ed, "encoder-decoder")["total"]
+    assert n_ed == pytest.approx(n_dec, rel=0.01)
+    f = generation_flops(ed, "encoder-decoder", 1000, 1000, vocab=False)["total"] / generation_flops(dec, "decoder-only", 1000, 1000, vocab=False)["total"]
+    kv = kv_cache_bytes_for(ed, "encoder-decoder", 1000, 1000)["total"] / kv_cache_bytes_for(dec, "decoder-only", 1000, 1000)["total"]
+    assert 0.45 < f < 0.6 and kv == pytest.approx(4 / 9)
