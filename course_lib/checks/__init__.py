@@ -15,8 +15,9 @@ from .clm import *  # noqa: F401,F403
 from .mlm import *  # noqa: F401,F403
 from .seq2seq import *  # noqa: F401,F403
 from .translation import *  # noqa: F401,F403
-from . import attention, clm, mlm, seq2seq, translation  # noqa: F401
+from .recipe import *  # noqa: F401,F403
+from . import attention, clm, mlm, recipe, seq2seq, translation  # noqa: F401
 
 __all__ = sorted(
-    {"use_or_reference"} | set(attention.__all__) | set(mlm.__all__) | set(clm.__all__) | set(seq2seq.__all__) | set(translation.__all__)
+    {"use_or_reference"} | set(attention.__all__) | set(mlm.__all__) | set(clm.__all__) | set(seq2seq.__all__) | set(translation.__all__) | set(recipe.__all__)
 )

@@ -245,12 +245,13 @@ def _arg_label(i: int | str, arg_names: Sequence[str] | None) -> str:
     return f"argument {i + 1}"
 
 
-def _mutation_hint(name: str, label: str, case_name: str) -> str:
-    return (
-        f"{name}: your function changed its input `{label}` in place on the case '{case_name}' — work on a copy "
-        f"(`{label} = {label}.clone()`, or `x = x / …` instead of `x /= …`, `list(…)` / `+` instead of `.append`), "
-        "otherwise the caller's data is silently corrupted."
-    )
+def _mutation_hint(name: str, label: str, case_name: str, value=None) -> str:
+    if isinstance(value, Tensor):
+        how = f"`{label} = {label}.clone()` first, or out-of-place operations such as `{label} = {label} / s` instead of `{label} /= s`"
+    else:
+        how = "new lists (`s + [EOS]`, `list(s)`) instead of `.append` / `.extend` / item assignment on the caller's lists"
+    return (f"{name}: your function changed its input `{label}` in place on the case '{case_name}' — work on a copy ({how}), "
+            "otherwise the caller's data is silently corrupted.")
 
 
 def call(name: str, fn: Callable, case: Case, *, arg_names: Sequence[str] | None = None, grad: bool = False,
@@ -273,10 +274,10 @@ def call(name: str, fn: Callable, case: Case, *, arg_names: Sequence[str] | None
     if check_mutation:
         for i, (before, after) in enumerate(zip(pristine[0], args)):
             if not _unchanged(before, after):
-                raise Fail(_mutation_hint(name, _arg_label(i, arg_names), case.name))
+                raise Fail(_mutation_hint(name, _arg_label(i, arg_names), case.name, before))
         for k in pristine[1]:
             if not _unchanged(pristine[1][k], kwargs[k]):
-                raise Fail(_mutation_hint(name, k, case.name))
+                raise Fail(_mutation_hint(name, k, case.name, pristine[1][k]))
     return out
 
 

@@ -83,12 +83,14 @@ _SDPA_AXES = {
               "none": "the scores are not divided by √d_k; compute softmax(Q Kᵀ / √d_k) V with d_k = q.shape[-1].",
               "dk": "the scores are divided by d_k instead of √d_k; use math.sqrt(d_k).",
               "sqrt_dv": "the scores are scaled with the size of V; divide by √d_k, where d_k = q.shape[-1] is the size of the queries and keys."},
-    "axis": {-1: "", -2: "the softmax runs over the wrong axis; normalise over the keys (dim=-1), so each query's weights sum to 1."},
+    "axis": {-1: "", -2: "the softmax runs over the wrong axis; normalise over the keys (dim=-1), so each query's weights sum to 1.",
+             1: "the softmax runs over the wrong axis (dim=1); normalise over the keys, dim=-1, so each query's weights sum to 1."},
     "fill": {"ninf": "",
              "after": "the mask is applied after the softmax, so the remaining weights no longer sum to 1; fill masked scores with -inf before the softmax.",
              "inverted": "the mask is inverted: True means 'may attend', so fill the scores where the mask is False (`~mask`) with -inf.",
              "zero": "masked scores are set to 0 instead of -inf, and a score of 0 still gets probability; use scores.masked_fill(~mask, float('-inf')).",
-             "big": "a query whose keys are all masked should get an output of zeros, not the average of all values; zero the weights of rows with no visible key."},
+             "big": "a query whose keys are all masked should get an output of zeros, not the average of all values; zero the weights of rows with no visible key.",
+             "ignore": "the mask is ignored; fill the scores where the mask is False with -inf before the softmax, so hidden keys get weight 0."},
     "empty": {"zero": "", "nan": "a query whose keys are all masked gives NaN (the softmax of a row of -inf); give such rows an output of zeros, e.g. weights = torch.nan_to_num(weights)."},
     "weights_only": {False: "", True: "you returned the attention weights {got}; multiply them by V to get the output {expected}."},
 }
@@ -345,8 +347,9 @@ def check_cross_attention(fn: Callable) -> bool:
         return _Case(name, (x, ctx, *w, h, mask))
 
     cases = [
-        case("source and target of the same length, no padding", 2, 4, 4, 16, 4),
+        case("source and target of the same length, one source padded", 2, 4, 4, 16, 4, lengths=[4, 2]),
         case("a longer, padded source (B, 1, 1, S) mask", 2, 3, 6, 16, 4, lengths=[6, 2]),
+        case("source and target of the same length, no padding", 2, 4, 4, 16, 4),
         case("a batch of one with one target token", 1, 1, 5, 8, 2, lengths=[5]),
         case("one head", 2, 3, 2, 8, 1),
         case("a shorter source than target, padded", 3, 5, 3, 12, 3, lengths=[3, 1, 2]),

@@ -44,6 +44,8 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
     if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(t, Tensor) for t in got)):
         raise _Fail(f"{name} should return a pair of tensors (inputs, labels); got {type(got).__name__} {where}.")
     inputs, labels = got
+    if isinstance(inputs, Tensor) and bool((inputs == IGNORE).any()) and not bool((labels == IGNORE).any()):
+        raise _Fail(f"{name} returned (labels, inputs); return them in the order (inputs, labels) {where}.")
     for what, t in (("inputs", inputs), ("labels", labels)):
         if t.shape != tokens.shape:
             raise _Fail(f"{name} returned {what} of shape {_fmt(_shape(t))} but the expected shape is {_fmt(_shape(tokens))} (the shape of tokens) {where}.")

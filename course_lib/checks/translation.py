@@ -127,6 +127,8 @@ def _dict_shape_check(name: str, keys: Sequence[str]):
             g, e = got[k], expected[k]
             if not isinstance(g, Tensor):
                 return f"{name}: '{k}' is a {type(g).__name__} on the case '{case.name}' but should be a torch.Tensor of shape {tuple(e.shape)}."
+            if k == "tgt_out" and g.dim() == 2 and tuple(g.shape) == (e.shape[0], e.shape[1] - 1):
+                return f"{name}: 'tgt_out' is one token short on the case '{case.name}': EOS is missing; append EOS (id 2) to every target, tgt_out = target + EOS."
             if tuple(g.shape) != tuple(e.shape):
                 return f"{name}: '{k}' has shape {tuple(g.shape)} but should have shape {tuple(e.shape)} on the case '{case.name}' (pad every row to the longest one)."
             if e.dtype == torch.bool and g.dtype != torch.bool and g.shape == e.shape and torch.equal(g != 0, e):
