@@ -154,6 +154,11 @@ class KVCache:
         return self._kbuf.numel() * self._kbuf.element_size() * 2
 
 
+def _rms_normalize(x: Tensor, eps: float) -> Tensor:
+    """Parameter-free RMSNorm over the last dimension: ``x / √(mean(x²) + ε)`` (the recipe's V-norm)."""
+    return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention. Self-attention by default; cross-attention when given ``context``
     (queries from ``x``, keys and values from ``context``, e.g. the encoder output).
@@ -176,6 +181,8 @@ class MultiHeadAttention(nn.Module):
         qk_norm: bool = False,
         norm_eps: float = 1e-6,
         n_kv_heads: int | None = None,
+        v_norm: bool = False,
+        out_norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
@@ -196,6 +203,9 @@ class MultiHeadAttention(nn.Module):
 
         self.q_norm = RMSNorm(self.d_head, eps=norm_eps) if qk_norm else None
         self.k_norm = RMSNorm(self.d_head, eps=norm_eps) if qk_norm else None
+        # V-norm: the values get the same per-head normalisation, without a learned scale.
+        self.v_norm_eps = norm_eps if v_norm else None
+        self.out_norm = out_norm  # the recipe's extra norm on the attention output (merged heads, before W_O)
         self.record = False  # set by `recording_attention` to keep the last weights
         self.last_weights: Tensor | None = None
 
@@ -213,12 +223,14 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         rope=None,
         positions: Tensor | None = None,
+        context_positions: Tensor | None = None,
     ) -> Tensor:
         """``x (B, T_q, d_model)``, ``context (B, T_k, d_model)`` or None -> ``(B, T_q, d_model)``.
 
         ``mask`` broadcasts to ``(B, H, T_q, T_k)`` where T_k counts cached keys too.
         ``rope`` (a :class:`~course_lib.layers.RotaryEmbedding`) rotates queries and keys
-        of *self*-attention by their absolute ``positions (T_q,)``.
+        of *self*-attention by their absolute ``positions (T_q,)`` or ``(B, T_q)``. In cross-attention
+        a ``rope`` rotates the queries by ``positions`` and the keys by ``context_positions`` (T_k,).
         """
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"expected x of shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}.")
@@ -237,15 +249,23 @@ class MultiHeadAttention(nn.Module):
                 k, v = self._heads(F.linear(context, w[d:], None if b is None else b[d:])).split(self.n_kv_heads, dim=1)
                 if self.k_norm is not None:
                     k = self.k_norm(k)
+                if self.v_norm_eps is not None:
+                    v = _rms_normalize(v, self.v_norm_eps)
+                if rope is not None:  # keys carry the encoder's positions, rotated once and cached
+                    k = rope(k, context_positions)
                 if cache is not None:
                     cache.append(k, v)
             if self.q_norm is not None:
                 q = self.q_norm(q)
+            if rope is not None:  # queries carry the decoder's positions
+                q = rope(q, positions)
         else:
             # one matmul for Q, K and V; split into heads of d_head, then the heads into Q's, K's and V's
             q, k, v = self._heads(self.in_proj(x)).split_with_sizes([self.n_heads, self.n_kv_heads, self.n_kv_heads], dim=1)
             if self.q_norm is not None:
                 q, k = self.q_norm(q), self.k_norm(k)
+            if self.v_norm_eps is not None:
+                v = _rms_normalize(v, self.v_norm_eps)
             if rope is not None:
                 q, k = rope(q, positions), rope(k, positions)
             if cache is not None:
@@ -260,7 +280,8 @@ class MultiHeadAttention(nn.Module):
             self.last_weights = weights.detach()
         else:
             out = scaled_dot_product_attention(q, k, v, mask, dropout_p=p)
-        return self.out_proj(out.transpose(1, 2).flatten(2))  # merge the heads back: "b h t d -> b t (h d)"
+        out = out.transpose(1, 2).flatten(2)  # merge the heads back: "b h t d -> b t (h d)"
+        return self.out_proj(out if self.out_norm is None else self.out_norm(out))
 
 
 def cross_attention(mha: MultiHeadAttention, x: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:

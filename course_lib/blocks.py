@@ -25,8 +25,11 @@ class _Block(nn.Module):
         super().__init__()
         self.norm_first = cfg.norm_first
         mha = lambda: MultiHeadAttention(
-            cfg.d_model, cfg.n_heads, bias=cfg.bias, dropout=cfg.dropout, qk_norm=cfg.qk_norm, n_kv_heads=cfg.n_kv_heads
+            cfg.d_model, cfg.n_heads, bias=cfg.bias, dropout=cfg.dropout, qk_norm=cfg.qk_norm, n_kv_heads=cfg.n_kv_heads,
+            norm_eps=cfg.norm_eps, v_norm=cfg.v_norm,
+            out_norm=make_norm(cfg.norm, cfg.d_model, cfg.norm_eps) if cfg.attn_out_norm else None,
         )
+        self.rope_cross = cfg.rope_cross  # RoPE in cross-attention too (queries: decoder positions, keys: encoder's)
         self.self_attn = mha()
         self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.cross_attn = mha() if cross else None
@@ -41,11 +44,13 @@ class _Block(nn.Module):
             return x + drop(sublayer(norm(x)))
         return norm(x + drop(sublayer(x)))
 
-    def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None):
+    def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, context_positions=None):
         self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
         x = self._residual(x, self.norm1, lambda h: self.self_attn(h, mask=self_mask, cache=self_cache, rope=rope, positions=positions))
         if self.cross_attn is not None:
-            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(h, context, context_mask, cache=cross_cache))
+            cross_rope = rope if self.rope_cross else None
+            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(
+                h, context, context_mask, cache=cross_cache, rope=cross_rope, positions=positions, context_positions=context_positions))
         return self._residual(x, self.norm2, self.ffn)
 
 
@@ -96,11 +101,13 @@ class CrossDecoderBlock(_Block):
         cache: dict[str, KVCache] | None = None,
         rope=None,
         positions=None,
+        context_positions=None,
     ) -> Tensor:
         if mask is None and x.shape[1] > 1:  # one new query may see every key: no mask needed
             past = 0 if cache is None else len(cache["self"])
             mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
-        return self._forward(x, mask, context, context_mask, cache=cache, rope=rope, positions=positions)
+        return self._forward(x, mask, context, context_mask, cache=cache, rope=rope, positions=positions,
+                             context_positions=context_positions)
 
 
 def new_cache(n_layers: int) -> list[dict[str, KVCache]]:

@@ -27,6 +27,9 @@ class ModelConfig:
     pos: str = "learned"  # "learned" | "sinusoidal" | "rope" | "none"
     max_len: int = 512
     qk_norm: bool = False
+    v_norm: bool = False  # parameter-free RMSNorm of each head's values (next to QK-norm)
+    attn_out_norm: bool = False  # an extra norm on the attention output (merged heads, before W_O)
+    rope_cross: bool = False  # encoder-decoder: RoPE in cross-attention too, decoder positions continuing after the source
     tie_embeddings: bool = True  # share the token embedding with the output layer
     bias: bool = True
     norm_eps: float = 1e-5
@@ -50,6 +53,8 @@ class ModelConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}.")
+        if self.rope_cross and self.pos != "rope":
+            raise ValueError(f"rope_cross=True rotates cross-attention queries and keys, so it needs pos='rope'; got pos={self.pos!r}.")
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
         if self.n_enc_layers is None:

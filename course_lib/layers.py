@@ -103,5 +103,7 @@ class RotaryEmbedding(nn.Module):
         if int(positions.max()) >= self.cos.shape[0]:
             raise ValueError(f"position {int(positions.max())} is beyond RoPE's table of {self.cos.shape[0]}; raise max_len.")
         cos, sin = self.cos[positions].to(x.dtype), self.sin[positions].to(x.dtype)  # (T, d_head)
+        if positions.dim() == 2:  # per-example positions (B, T): broadcast over the heads of x (B, H, T, d_head)
+            cos, sin = cos[:, None], sin[:, None]
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos + torch.cat([-x2, x1], dim=-1) * sin

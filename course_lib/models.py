@@ -216,9 +216,15 @@ class EncoderDecoder(_Model):
         past = 0 if cache is None else len(cache[0]["self"])
         x = self.tgt_embed(tgt_in, start=past)
         positions = None if self.rope is None else torch.arange(past, past + tgt_in.shape[1], device=tgt_in.device)
+        context_positions = None
+        if self.cfg.rope_cross:  # decoder positions continue after the source: S, S+1, ... (S = real source length)
+            n_src = memory.shape[1] if src_mask is None else src_mask.reshape(memory.shape[0], -1).sum(-1)  # (B,)
+            positions = positions + (n_src[:, None] if torch.is_tensor(n_src) else n_src)  # (B, T)
+            context_positions = torch.arange(memory.shape[1], device=memory.device)
         for i, block in enumerate(self.decoder):
             # mask=None: the block builds the causal mask, aligned to the cache
-            x = block(x, memory, src_mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions)
+            x = block(x, memory, src_mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions,
+                      context_positions=context_positions)
         return self.head(self.dec_norm(x))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
