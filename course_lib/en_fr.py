@@ -695,6 +695,28 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = "13a")
     return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)], tokenize=tokenize).score)
 
 
+def bleu_details(hyps: Sequence[str], refs: Sequence[str], tokenize: str = "13a") -> dict:
+    """Corpus BLEU with its parts: ``bleu``, the clipped n-gram ``precisions`` (1- to 4-grams, in %),
+    the brevity penalty ``bp``, and sacrebleu's ``signature`` (the settings that make a BLEU number
+    reproducible: references, casing, tokenizer, smoothing, version)."""
+    from sacrebleu.metrics import BLEU
+
+    _check_lengths(hyps, refs)
+    metric = BLEU(tokenize=tokenize)
+    score = metric.corpus_score(list(hyps), [list(refs)])
+    return {"bleu": float(score.score), "precisions": [float(p) for p in score.precisions], "bp": float(score.bp),
+            "signature": str(metric.get_signature())}
+
+
+def chrf_signature() -> str:
+    """sacrebleu's signature of the chrF settings :func:`corpus_chrf` uses."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    metric.corpus_score(["a"], [["a"]])  # the signature lists nrefs only after a corpus has been scored
+    return str(metric.get_signature())
+
+
 def corpus_chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
     """Corpus chrF (0-100) with sacrebleu: character n-grams, kinder to near-miss agreement errors."""
     import sacrebleu

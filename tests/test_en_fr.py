@@ -279,3 +279,13 @@ def test_save_and_load_round_trip(tmp_path, splits):
     assert en_fr.load_tsv(path) == splits["test"]
     with pytest.raises(ValueError):
         en_fr.save_tsv([("a\tb", "c")], tmp_path / "bad.tsv")
+
+
+def test_bleu_details_parts_and_signature():
+    hyps, refs = ["le chat mange .", "la voiture"], ["le chat mange .", "la voiture rouge"]
+    d = en_fr.bleu_details(hyps, refs)
+    assert d["bleu"] == pytest.approx(en_fr.corpus_bleu(hyps, refs))
+    assert d["precisions"] == [100.0, 100.0, 100.0, 100.0]  # every hypothesis n-gram is in its reference ...
+    assert d["bp"] == pytest.approx(d["bleu"] / 100)  # ... so only the brevity penalty (6 vs 7 tokens) lowers BLEU
+    assert d["signature"].startswith("nrefs:1|case:mixed|") and "tok:13a" in d["signature"]
+    assert "nrefs:1" in en_fr.chrf_signature()
