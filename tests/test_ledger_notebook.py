@@ -220,8 +220,10 @@ def test_saved_results_are_valid_and_link_to_real_sections():
             assert e["verdict"] in VERDICTS
             assert e["evidence"].strip(), f"claim {claim} ({e['lesson']}): empty evidence"
             assert (ROOT / "notebooks" / f"{e['lesson']}.ipynb").exists(), f"claim {claim}: no notebook {e['lesson']}"
-            assert e["section"].strip() in _headings(e["lesson"]), (
-                f"claim {claim}: section {e['section']!r} is not a heading of notebooks/{e['lesson']}.ipynb")
+            headings = _headings(e["lesson"])
+            assert e["section"].strip() in headings, (
+                f"claim {claim}: section {e['section']!r} is not a heading of notebooks/{e['lesson']}.ipynb, so the "
+                f"ledger's link cannot open it; record_claim(section=...) takes one of: {sorted(headings)}")
 
 
 def test_notebook_08_shows_exactly_the_saved_results():
