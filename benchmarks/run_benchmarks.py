@@ -8,6 +8,7 @@
 (b) training    course_lib EncoderDecoder vs nn.Transformer (same embeddings and output layer),
                 one AdamW training step, tokens per second
 (c) generation  greedy decoding with and without the KV cache (decoder-only, encoder-decoder)
+(d) decode floor cached greedy decoding vs a minimal plain-PyTorch GPT of the same shape (MinimalGPT)
 
 Prints a table, and writes ``<out>/<hardware-slug>.json`` and ``<out>/<hardware-slug>.md``.
 PASS/FAIL compares each number with its target; the script exits 0 either way (it is a
@@ -34,6 +35,7 @@ TARGETS = {  # name -> (comparison, value)
     "seq2seq_train": (">=", 0.95),  # tokens/s ours / theirs
     "decoder_generation": (">=", 5.0),  # speedup of the KV cache
     "encdec_generation": (None, None),  # reported, no target
+    "decode_vs_minimal": ("<=", 1.10),  # per-token time ours / MinimalGPT's
 }
 
 
@@ -220,6 +222,93 @@ def bench_generation(device: torch.device, *, quick: bool, repeat: int) -> dict:
     return results
 
 
+# --------------------------------------------------------------------------- (d) decode floor
+
+
+class MinimalGPT(nn.Module):
+    """The floor for cached decoding: a plain-PyTorch GPT with nothing but the arithmetic.
+    Pre-norm, learned positions, ``F.scaled_dot_product_attention``, a preallocated KV cache,
+    no masks (one query may see every cached key), no checks. Same shapes as ``DecoderOnly``."""
+
+    def __init__(self, vocab: int, d: int, n_layers: int, n_heads: int, max_len: int) -> None:
+        super().__init__()
+        self.d, self.h, self.max_len = d, n_heads, max_len
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(max_len, d)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(dict(ln1=nn.LayerNorm(d), qkv=nn.Linear(d, 3 * d), proj=nn.Linear(d, d),
+                               ln2=nn.LayerNorm(d), fc=nn.Linear(d, 4 * d), out=nn.Linear(4 * d, d)))
+            for _ in range(n_layers)
+        )
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.tok.weight
+
+    def forward(self, idx: torch.Tensor, cache: list[torch.Tensor], start: int) -> torch.Tensor:
+        B, T = idx.shape
+        h, dh = self.h, self.d // self.h
+        x = self.tok(idx) + self.pos.weight[start : start + T]
+        end = start + T
+        for layer, kv in zip(self.layers, cache):
+            q, k, v = layer["qkv"](layer["ln1"](x)).view(B, T, 3, h, dh).permute(2, 0, 3, 1, 4)
+            kv[0, :, :, start:end] = k
+            kv[1, :, :, start:end] = v
+            a = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], is_causal=T > 1)
+            x = x + layer["proj"](a.transpose(1, 2).reshape(B, T, self.d))
+            x = x + layer["out"](F.gelu(layer["fc"](layer["ln2"](x))))
+        return self.head(self.ln_f(x))
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
+        B, P = prompt.shape
+        dh = self.d // self.h
+        cache = [torch.empty(2, B, self.h, self.max_len, dh, device=prompt.device) for _ in self.layers]
+        token = self(prompt, cache, 0)[:, -1].argmax(-1, keepdim=True)
+        out = [token]
+        for t in range(P, P + n_new - 1):
+            token = self(token, cache, t)[:, -1].argmax(-1, keepdim=True)
+            out.append(token)
+        return torch.cat(out, dim=1)
+
+
+def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dict:
+    """``generate`` (cached, greedy) vs :class:`MinimalGPT`, same shapes, same weights, batch 1."""
+    torch.manual_seed(0)
+    n_new, prompt_len = (48, 8) if quick else (512, 16)
+    V, d, L, H = 1000, 128, 4, 4
+    cfg = ModelConfig(vocab_size=V, d_model=d, n_heads=H, n_layers=L, max_len=1024)
+    ours = DecoderOnly(cfg).to(device).eval()
+    floor = MinimalGPT(V, d, L, H, cfg.max_len).to(device).eval()
+    with torch.no_grad():  # copy the weights across so both emit the same tokens
+        floor.tok.weight.copy_(ours.embed.tok.weight)
+        floor.pos.weight.copy_(ours.embed.pos.weight)
+        for mine, b in zip(floor.layers, ours.blocks):
+            for a, src in (("ln1", b.norm1), ("ln2", b.norm2)):
+                mine[a].load_state_dict(src.state_dict())
+            mine["qkv"].load_state_dict(b.self_attn.in_proj.state_dict())
+            mine["proj"].load_state_dict(b.self_attn.out_proj.state_dict())
+            mine["fc"].load_state_dict(b.ffn.linear1.state_dict())
+            mine["out"].load_state_dict(b.ffn.linear2.state_dict())
+        floor.ln_f.load_state_dict(ours.norm.state_dict())
+    prompt = torch.randint(3, V, (1, prompt_len), device=device)
+    run_ours = lambda: generate(ours, prompt, n_new, eos_id=None)
+    run_floor = lambda: floor.generate(prompt, n_new)
+    same = torch.equal(run_ours(), run_floor())
+    r = compare(run_ours, run_floor, warmup=1, repeat=repeat)
+    return {
+        "decode_vs_minimal": {
+            "config": {"vocab_size": V, "d_model": d, "n_layers": L, "n_heads": H, "pos": "learned", "batch": 1, "prompt_len": prompt_len, "new_tokens": n_new},
+            "ours_s": r["a"]["median_s"],
+            "minimal_s": r["b"]["median_s"],
+            "ours_ms_per_token": 1e3 * r["a"]["median_s"] / n_new,
+            "minimal_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
+            "ratio": r["ratio"],
+            "paired_ratio": r["paired_ratio"],
+            "same_tokens": same,
+            "runs_s": {"ours": r["a"]["runs"], "minimal": r["b"]["runs"]},
+        }
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 HEADLINE = {  # name -> (what, key of the headline number, unit)
@@ -228,6 +317,7 @@ HEADLINE = {  # name -> (what, key of the headline number, unit)
     "seq2seq_train": ("Enc-dec training step: tokens/s ours / nn.Transformer", "ratio", "x"),
     "decoder_generation": ("Decoder-only greedy: uncached / cached time", "speedup", "x"),
     "encdec_generation": ("Enc-dec greedy: uncached / cached time", "speedup", "x"),
+    "decode_vs_minimal": ("Cached decoding, batch 1: time per token ours / minimal GPT", "paired_ratio", "x"),
 }
 
 
@@ -236,6 +326,8 @@ def _details(name: str, r: dict) -> str:
         return f"ours {r['ours_ms']:.2f} ms, theirs {r['theirs_ms']:.2f} ms"
     if name == "seq2seq_train":
         return f"ours {r['ours_tokens_per_s']:,.0f} tok/s, theirs {r['theirs_tokens_per_s']:,.0f} tok/s"
+    if name == "decode_vs_minimal":
+        return f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f})"
     c = r["config"]
     return f"{c['new_tokens']} tokens: cached {r['cached_s']:.3f} s, uncached {r['uncached_s']:.3f} s"
 
@@ -264,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--repeat", type=int, default=None, help="timed runs per function (default 15, quick 3; generation 3, quick 2)")
-    p.add_argument("--only", nargs="*", choices=["attention", "training", "generation"], help="run only these parts")
+    p.add_argument("--only", nargs="*", choices=["attention", "training", "generation", "floor"], help="run only these parts")
     args = p.parse_args(argv)
 
     if args.threads:
@@ -272,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     quick = args.quick
     repeat = args.repeat or (3 if quick else 15)
-    parts = set(args.only or ["attention", "training", "generation"])
+    parts = set(args.only or ["attention", "training", "generation", "floor"])
 
     results: dict[str, dict] = {}
     if "attention" in parts:
@@ -287,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             results |= bench_training(device, cfg=cfg, B=16, S=64, T=64, repeat=repeat)
     if "generation" in parts:
         results |= bench_generation(device, quick=quick, repeat=args.repeat or (2 if quick else 3))
+    if "floor" in parts:
+        results |= bench_decode_floor(device, quick=quick, repeat=args.repeat or (3 if quick else 15))
 
     for name, r in results.items():
         key = HEADLINE[name][1]

@@ -48,8 +48,10 @@ class _Stepper:
 
     def step(self, token: Tensor) -> Tensor:
         """Append ``token (B,)`` and return logits ``(B, V)`` for the next one."""
-        self.seq = torch.cat([self.seq, token[:, None]], dim=1)
-        return self._logits(token[:, None])
+        new = token[:, None]
+        if not self.use_cache:  # only the uncached reference re-reads the whole sequence
+            self.seq = torch.cat([self.seq, new], dim=1)
+        return self._logits(new)
 
     def reorder(self, index: Tensor) -> None:
         self.seq = self.seq.index_select(0, index)

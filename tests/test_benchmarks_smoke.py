@@ -18,6 +18,7 @@ EXPECTED = {
     "seq2seq_train": ("ours_tokens_per_s", "theirs_tokens_per_s", "ratio"),
     "decoder_generation": ("cached_s", "uncached_s", "speedup"),
     "encdec_generation": ("cached_s", "uncached_s", "speedup"),
+    "decode_vs_minimal": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
 }
 
 
@@ -37,6 +38,7 @@ def test_run_benchmarks_quick(tmp_path):
             assert result[k] > 0, (name, k)
         assert "pass" in result and "target" in result
     assert report["results"]["decoder_generation"]["same_tokens"] is True
+    assert report["results"]["decode_vs_minimal"]["same_tokens"] is True  # the floor computes the same function
     assert report["results"]["mha_no_mask"]["max_abs_diff"] < 1e-4
     md = mds[0].read_text()
     assert "torch" in md and "| benchmark |" in md and "--quick" in md
@@ -68,3 +70,23 @@ def test_translator_benchmark_quick(tmp_path):
     verdicts = report["targets"]
     assert verdicts["non-embedding params <="][2] is True  # the lesson's model is far below 5M
     assert verdicts["test BLEU (greedy) >="][2] is False  # 30 steps cannot translate: a verdict that can fail
+
+
+def test_latency_benchmark_quick(tmp_path):
+    """benchmarks/latency.py end to end on tiny sizes: one report, every prediction has a predicted
+    and a measured value, and the FLOP and byte predictions (exact by construction) hold."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--threads", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = tmp_path.glob("latency-*.json")
+    report = json.loads(path.read_text())
+    assert path.with_suffix(".md").is_file() and report["quick"] is True
+    preds = report["results"]["predictions"]
+    assert len(preds) > 10
+    for p in preds:
+        assert p["predicted"] is not None and p["measured"] is not None, p["name"]
+    by_name = {p["name"]: p for p in preds}
+    assert by_name["1000+1000: FLOPs ED / DO"]["within_tolerance"] is True
+    assert by_name["1000+1000: KV bytes ED / DO"]["within_tolerance"] is True
+    assert all(p["within_tolerance"] for p in preds if p["name"].startswith("KV bytes"))
+    assert report["results"]["machine"]["peak_flops"] > 0 and report["results"]["machine"]["bandwidth"] > 0
