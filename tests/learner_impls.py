@@ -1162,3 +1162,111 @@ wrong("beam_step", r"swapped|wrong order")(lambda s, lp: C.translation._beam_var
 wrong("corpus_bleu", r"upside down")(lambda h, r, max_n=4: C.translation._bleu_variant(h, r, max_n, bp="inverted"))
 wrong("split_heads", r"in front of T|\(B, T, H, D\)")(lambda x, n_heads: x.unflatten(-1, (n_heads, -1)))
 wrong("merge_heads", r"mixes positions and heads")(lambda x: x.flatten(1, 2).reshape(x.shape[0], x.shape[2], -1))
+
+
+# =============================================================================================
+# the new exercises: sliding window, encoder block, free running, matching parameters
+# =============================================================================================
+@correct("sliding_window_mask")
+def window_band(t, window):
+    return torch.ones(t, t, dtype=torch.bool).tril() & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
+
+
+@correct("sliding_window_mask")
+def window_loops(t, window):
+    m = torch.zeros(t, t, dtype=torch.bool)
+    for i in range(t):
+        m[i, max(0, i - window + 1): i + 1] = True
+    return m
+
+
+wrong("sliding_window_mask", r"off by one")(lambda t, window: torch.ones(t, t, dtype=torch.bool).tril() & ~torch.ones(t, t, dtype=torch.bool).tril(-window - 1))
+wrong("sliding_window_mask", r"future")(lambda t, window: (torch.arange(t)[:, None] - torch.arange(t)[None, :]).abs() < window)
+wrong("sliding_window_mask", r"window is missing|plain causal")(lambda t, window: torch.ones(t, t, dtype=torch.bool).tril())
+wrong("sliding_window_mask", r"bool")(lambda t, window: window_band(t, window).float())
+wrong("sliding_window_mask", r"inverted")(lambda t, window: ~window_band(t, window))
+
+
+@correct("encoder_block")
+def block_explicit(x, mask, attn, ffn, norm1, norm2, pre_norm=True):
+    if pre_norm:
+        h = x + attn(norm1(x), mask)
+        return h + ffn(norm2(h))
+    h = norm1(x + attn(x, mask))
+    return norm2(h + ffn(h))
+
+
+@correct("encoder_block")
+def block_loop(x, mask, attn, ffn, norm1, norm2, pre_norm=True):
+    for f, n in ((lambda h: attn(h, mask), norm1), (ffn, norm2)):
+        x = x + f(n(x)) if pre_norm else n(x + f(x))
+    return x
+
+
+def _blk(**kw):
+    return lambda x, mask, attn, ffn, norm1, norm2, pre_norm=True: C.mlm._block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm, **kw)
+
+
+wrong("encoder_block", r"wrong way round")(_blk(where="flipped"))
+wrong("encoder_block", r"residual connection around attention")(_blk(residual="no_attn"))
+wrong("encoder_block", r"no residual connections")(_blk(residual="none"))
+wrong("encoder_block", r"swapped")(_blk(swap_norms=True))
+wrong("encoder_block", r"mask is not passed")(_blk(pass_mask=False))
+wrong("encoder_block", r"normalised x|residual stream")(_blk(res_from="normed"))
+wrong("encoder_block", r"two mistakes")(_blk(swap_norms=True, pass_mask=False))
+
+
+@wrong("encoder_block", r"input `x` in place")
+def block_inplace(x, mask, attn, ffn, norm1, norm2, pre_norm=True):
+    x += attn(norm1(x), mask) if pre_norm else 0
+    if not pre_norm:
+        return block_explicit(x, mask, attn, ffn, norm1, norm2, False)
+    x += ffn(norm2(x))
+    return x
+
+
+@correct("free_running_logits")
+def free_last_call(model, src, n_steps, bos_id=1):
+    tgt = torch.full((src.shape[0], 1), bos_id)
+    for _ in range(n_steps):
+        logits = model(src, tgt)
+        tgt = torch.cat([tgt, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    return logits
+
+
+@correct("free_running_logits")
+def free_list(model, src, n_steps, bos_id=1):
+    ids, out = [bos_id] * src.shape[0], []
+    tgt = torch.tensor(ids)[:, None]
+    for _ in range(n_steps):
+        step = model(src, tgt)[:, -1, :]
+        out.append(step)
+        tgt = torch.cat((tgt, step.argmax(dim=-1).unsqueeze(-1)), dim=-1)
+    return torch.stack(out, 1)
+
+
+def _fr(**kw):
+    return lambda model, src, n_steps, bos_id=1: C.seq2seq._free_formula(model, src, n_steps, bos_id, **kw)
+
+
+wrong("free_running_logits", r"never fed back")(_fr(feed="bos"))
+wrong("free_running_logits", r"start with BOS")(_fr(start="pad"))
+wrong("free_running_logits", r"one step too many")(_fr(extra=1))
+wrong("free_running_logits", r"token ids")(_fr(out="ids"))
+wrong("free_running_logits", r"bos_id argument is ignored")(lambda model, src, n_steps, bos_id=1: C.seq2seq._free_formula(model, src, n_steps, 1))
+
+
+@correct("matched_decoder_layers")
+def match_explicit(n_enc, n_dec, d_model, d_ff):
+    per_layer = 4 * d_model * d_model + 2 * d_model * d_ff
+    cross_layer = per_layer + 4 * d_model * d_model
+    return (n_enc * per_layer + n_dec * cross_layer) / per_layer
+
+
+correct("matched_decoder_layers")(lambda n_enc, n_dec, d_model, d_ff: n_enc + n_dec * (1 + 4 * d_model / (4 * d_model + 2 * d_ff)))
+
+wrong("matched_decoder_layers", r"cross-attention is not counted")(lambda a, b, d, f: float(a + b))
+wrong("matched_decoder_layers", r"four d×d matrices")(lambda a, b, d, f: (a * (3 * d * d + 2 * d * f) + b * (6 * d * d + 2 * d * f)) / (3 * d * d + 2 * d * f))
+wrong("matched_decoder_layers", r"two matrices")(lambda a, b, d, f: (a * (4 * d * d + d * f) + b * (8 * d * d + d * f)) / (4 * d * d + d * f))
+wrong("matched_decoder_layers", r"rounded")(lambda a, b, d, f: round(match_explicit(a, b, d, f)))
+wrong("matched_decoder_layers", r"upside down")(lambda a, b, d, f: 1 / match_explicit(a, b, d, f))

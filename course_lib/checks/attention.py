@@ -19,7 +19,7 @@ from ._core import NINF, Case, Variant, _gen, _padded_tokens, _randn, register, 
 from ._core import Case as _Case  # noqa: F401
 from ._core import Variant as _Variant  # noqa: F401
 
-__all__ = ["check_scaled_dot_product_attention", "check_causal_mask", "check_padding_mask", "check_prefix_mask", "check_split_heads", "check_merge_heads", "check_cross_attention", "reference_split_heads", "reference_merge_heads", "reference_cross_attention"]
+__all__ = ["check_scaled_dot_product_attention", "check_causal_mask", "check_padding_mask", "check_prefix_mask", "check_split_heads", "check_merge_heads", "check_cross_attention", "reference_split_heads", "reference_merge_heads", "reference_cross_attention", "check_sliding_window_mask", "reference_sliding_window_mask"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,3 +358,39 @@ def check_cross_attention(fn: Callable) -> bool:
                      arg_names=("x", "context", "w_q", "w_k", "w_v", "w_o", "n_heads", "context_mask"), output="float")
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# open task: a sliding-window causal mask
+# --------------------------------------------------------------------------------------------
+def reference_sliding_window_mask(t: int, window: int) -> Tensor:
+    """``(t, t)`` bool: query i may see keys j with ``i - window < j <= i`` (itself and the
+    ``window - 1`` tokens before it), as in local attention (Longformer, Mistral)."""
+    i = torch.arange(t)[:, None]
+    j = torch.arange(t)[None, :]
+    return (j <= i) & (j > i - window)
+
+
+def _win(t, w, lo_off=0, causal=True):
+    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    m = j > i - w - lo_off
+    return m & (j <= i) if causal else m & (j < i + w)
+
+
+_WINDOW_VARIANTS = [
+    Variant(lambda t, w: _win(t, w, lo_off=1), "off by one: the window holds `window` keys including the query itself, so use j > i - window (not >=)."),
+    Variant(lambda t, w: _win(t, w, lo_off=-1), "off by one: the window holds `window` keys including the query itself, i - window < j <= i."),
+    Variant(lambda t, w: _win(t, w, causal=False), "the window looks into the future: a decoder's window is causal, keys j <= i only."),
+    Variant(lambda t, w: ~_win(t, w), _INVERTED),
+    Variant(lambda t, w: torch.ones(t, t, dtype=torch.bool).tril(), "the window is missing: this is the plain causal mask; hide keys more than window - 1 positions back (j <= i - window)."),
+    Variant(lambda t, w: _win(t, w) & ~torch.eye(t, dtype=torch.bool), "the diagonal is missing: every query also sees itself."),
+]
+
+
+@register("sliding_window_mask")
+def check_sliding_window_mask(fn: Callable) -> bool:
+    """Check ``fn(t, window) -> bool (t, t)``: causal, and at most ``window`` keys back (itself included)."""
+    cases = [Case("t=6, window=3", (6, 3)), Case("t=5, window=1 (only itself)", (5, 1)), Case("window >= t (plain causal)", (4, 6)),
+             Case("t=1, window=2", (1, 2)), Case("t=8, window=4", (8, 4))]
+    return run_check("sliding_window_mask", fn, cases, reference_sliding_window_mask, _WINDOW_VARIANTS, is_mask=True,
+                     arg_names=("t", "window"))

@@ -14,7 +14,7 @@ from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, MASK_ID, PAD_ID, SPECI
 
 _Case, _Fail = Case, Fail
 
-__all__ = ["check_mlm_corrupt", "check_mlm_loss"]
+__all__ = ["check_mlm_corrupt", "check_mlm_loss", "check_encoder_block", "reference_encoder_block"]
 
 # --------------------------------------------------------------------------------------------
 # 5. MLM corruption and loss
@@ -196,3 +196,86 @@ def check_mlm_loss(fn: Callable) -> bool:
                      properties=[loss_backward_property("mlm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# the encoder block: pre-norm vs post-norm
+# --------------------------------------------------------------------------------------------
+def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual="both", where="ok", swap_norms=False,
+                   pass_mask=True, order="attn_first", res_from="input"):
+    n1, n2 = (norm2, norm1) if swap_norms else (norm1, norm2)
+    pre = pre_norm if where == "ok" else not pre_norm
+    m = mask if pass_mask else None
+    subs = [(lambda h: attn(h, m), n1), (lambda h: ffn(h), n2)]
+    if order == "ffn_first":
+        subs = subs[::-1]
+    for k, (f, n) in enumerate(subs):
+        keep = residual == "both" or (residual == "no_attn" and k == 1) or (residual == "no_ffn" and k == 0)
+        if pre:
+            h = n(x)
+            base = h if res_from == "normed" else x
+            x = base + f(h) if keep else f(h)
+        else:
+            x = n(x + f(x)) if keep else n(f(x))
+    return x
+
+
+def reference_encoder_block(x: Tensor, mask, attn, ffn, norm1, norm2, pre_norm: bool = True) -> Tensor:
+    """One encoder block. ``attn(h, mask)`` and ``ffn(h)`` map ``(B, T, d) -> (B, T, d)``.
+
+    * pre-norm  (GPT-2, most modern models):  x = x + attn(norm1(x), mask);  x = x + ffn(norm2(x))
+    * post-norm (the original Transformer, BERT):  x = norm1(x + attn(x, mask));  x = norm2(x + ffn(x))
+    """
+    return _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm)
+
+
+_BLOCK_VARIANTS = variant_grid(_block_formula, {
+    "where": {"ok": "", "flipped": "pre_norm is handled the wrong way round: pre-norm normalises the *input* of each sub-layer, x + f(norm(x)); post-norm normalises the *sum*, norm(x + f(x))."},
+    "residual": {"both": "", "no_attn": "the residual connection around attention is missing: add the block's input back, x + attn(…).",
+                 "no_ffn": "the residual connection around the FFN is missing: add its input back, x + ffn(…).",
+                 "none": "there are no residual connections: each sub-layer's output is added to its input (x + f(…))."},
+    "swap_norms": {False: "", True: "norm1 and norm2 are swapped: norm1 goes with attention, norm2 with the FFN."},
+    "pass_mask": {True: "", False: "the mask is not passed to attention, so padded keys are attended to; call attn(h, mask)."},
+    "order": {"attn_first": "", "ffn_first": "the sub-layers are in the wrong order: attention first, then the FFN."},
+    "res_from": {"input": "", "normed": "the residual starts from the normalised x; in pre-norm the residual stream stays un-normalised: x = x + attn(norm1(x)), not norm1(x) + attn(norm1(x))."},
+})
+
+
+def _block_parts(seed: int, d: int = 16, heads: int = 4):
+    from ..attention import MultiHeadAttention
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mha = MultiHeadAttention(d, heads, bias=False).eval()
+        ffn = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d)).eval()
+        n1, n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        with torch.no_grad():
+            for n in (n1, n2):  # distinct, non-trivial scales and shifts, so that swapping them shows
+                n.weight.copy_(1 + 0.5 * torch.randn(d, generator=g))
+                n.bias.copy_(0.5 * torch.randn(d, generator=g))
+
+    def attn(h, mask=None):
+        return mha(h, mask=mask)
+
+    return attn, ffn, n1, n2
+
+
+@register("encoder_block")
+def check_encoder_block(fn: Callable) -> bool:
+    """Check ``fn(x, mask, attn, ffn, norm1, norm2, pre_norm=True) -> (B, T, d)``: one encoder block,
+    pre-norm or post-norm."""
+    g = _gen(515)
+    attn, ffn, n1, n2 = _block_parts(515)
+    pad = torch.ones(2, 1, 1, 5, dtype=torch.bool)
+    pad[1, ..., 3:] = False
+    x = lambda *s: torch.randn(*s, generator=g) * 2 + 1  # noqa: E731 - not already normalised
+    cases = [
+        Case("pre-norm with a padding mask", (x(2, 5, 16), pad, attn, ffn, n1, n2), {"pre_norm": True}),
+        Case("post-norm with a padding mask", (x(2, 5, 16), pad, attn, ffn, n1, n2), {"pre_norm": False}),
+        Case("pre-norm, no mask", (x(3, 4, 16), None, attn, ffn, n1, n2), {"pre_norm": True}),
+        Case("post-norm, no mask, one token", (x(1, 1, 16), None, attn, ffn, n1, n2), {"pre_norm": False}),
+    ]
+    return run_check("encoder_block", fn, cases, reference_encoder_block, _BLOCK_VARIANTS,
+                     arg_names=("x", "mask", "attn", "ffn", "norm1", "norm2"), output="float")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import Tensor
 
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
@@ -12,7 +13,7 @@ from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, PAD_ID
 
 _Case, _Variant = Case, Variant
 
-__all__ = ["check_shift_right", "check_seq2seq_loss"]
+__all__ = ["check_shift_right", "check_seq2seq_loss", "check_free_running_logits", "reference_free_running_logits"]
 
 # --------------------------------------------------------------------------------------------
 # 7. seq2seq: shift_right and the loss
@@ -94,3 +95,72 @@ def check_seq2seq_loss(fn: Callable) -> bool:
     return run_check("seq2seq_loss", fn, cases, ref, _S2S_VARIANTS, arg_names=names, output="loss",
                      properties=[loss_backward_property("seq2seq_loss", [cases[0], cases[-1]], ref, arg_names=names)])
 
+
+
+# --------------------------------------------------------------------------------------------
+# teacher forcing vs free running
+# --------------------------------------------------------------------------------------------
+def _free_formula(model, src, n_steps, bos_id=BOS_ID, *, feed="argmax", start="bos", extra=0, out="logits"):
+    tgt_in = torch.full((src.shape[0], 1), bos_id if start == "bos" else PAD_ID, dtype=torch.long)
+    steps = []
+    with torch.no_grad():
+        for _ in range(n_steps + extra):
+            logits = model(src, tgt_in)[:, -1]
+            steps.append(logits)
+            nxt = logits.argmax(-1) if feed == "argmax" else torch.full_like(tgt_in[:, 0], bos_id)
+            tgt_in = torch.cat([tgt_in, nxt[:, None]], dim=1)
+    res = torch.stack(steps, dim=1)
+    return res.argmax(-1) if out == "ids" else res
+
+
+def reference_free_running_logits(model, src, n_steps: int, bos_id: int = BOS_ID) -> Tensor:
+    """Free running: the decoder reads its *own* greedy predictions. Start from ``[BOS]``; at each of
+    ``n_steps`` steps run ``model(src, tgt_in)``, keep the logits of the last position and append their
+    argmax to ``tgt_in``. Returns the logits ``(B, n_steps, V)``, to be scored against the targets like
+    teacher-forced ones."""
+    return _free_formula(model, src, n_steps, bos_id)
+
+
+_FREE_VARIANTS = [
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, feed="bos"),
+            "the model's predictions are never fed back: append the argmax of each step's logits to the decoder input."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, start="pad"),
+            "the decoder input must start with BOS (bos_id), not padding."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, BOS_ID),
+            "the bos_id argument is ignored; start the decoder input with bos_id, not a hard-coded 1."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, extra=1),
+            "one step too many: return the logits of exactly n_steps steps, shape (B, n_steps, V); got shape {got}."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, extra=-1),
+            "one step too few: the first step's logits (read from [BOS] alone) count too, so return n_steps of them; got shape {got}."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, out="ids"),
+            "you returned the predicted token ids {got}; return the logits (B, n_steps, V), so that they can be scored like teacher-forced ones."),
+]
+
+
+def _tiny_encdec(seed: int = 4):
+    from ..config import ModelConfig
+    from ..models import EncoderDecoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = EncoderDecoder(ModelConfig(vocab_size=12, d_model=16, n_heads=2, n_layers=1, max_len=32)).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() >= 2:
+                    p.mul_(3.0)  # confident, varied predictions: no near-ties in the argmax
+    return model
+
+
+@register("free_running_logits")
+def check_free_running_logits(fn: Callable) -> bool:
+    """Check ``fn(model, src (B, S), n_steps, bos_id=1) -> logits (B, n_steps, V)`` of free running."""
+    g = _gen(919)
+    model = _tiny_encdec()
+    src = lambda b, s: torch.randint(6, 12, (b, s), generator=g)  # noqa: E731
+    cases = [
+        Case("3 sources, 5 steps", (model, src(3, 4), 5)),
+        Case("one source, one step", (model, src(1, 3), 1)),
+        Case("bos_id=9", (model, src(2, 5), 4), {"bos_id": 9}),
+    ]
+    return run_check("free_running_logits", fn, cases, reference_free_running_logits, _FREE_VARIANTS,
+                     arg_names=("model", "src", "n_steps"))

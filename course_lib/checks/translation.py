@@ -50,6 +50,8 @@ __all__ = [
     "reference_beam_step",
     "reference_corpus_bleu",
     "bleu_statistics",
+    "check_matched_decoder_layers",
+    "reference_matched_decoder_layers",
 ]
 
 
@@ -484,3 +486,56 @@ def check_bleu(fn: Callable) -> bool:
     if not callable(fn):
         return _run("corpus_bleu", fn, [], reference_corpus_bleu, [], shape_check)
     return _run("corpus_bleu", learner, _bleu_cases(), reference_corpus_bleu, _BLEU_VARIANTS, shape_check, arg_names=("hyps", "refs", "max_n"))
+
+
+# --------------------------------------------------------------------------------------------
+# 5. matching parameters
+# --------------------------------------------------------------------------------------------
+def _match_formula(n_enc, n_dec, d_model, d_ff, *, attn=4, ffn=2, cross=True, invert=False, only="both"):
+    a, f = attn * d_model ** 2, ffn * d_model * d_ff
+    layer = a + f
+    dec_layer = 2 * a + f if cross else layer
+    total = (n_enc * layer if only != "dec" else 0) + (n_dec * dec_layer if only != "enc" else 0)
+    return layer / total if invert else total / layer
+
+
+def reference_matched_decoder_layers(n_enc: int, n_dec: int, d_model: int, d_ff: int) -> float:
+    """How many decoder-only layers hold as many parameters as an encoder-decoder with ``n_enc``
+    encoder and ``n_dec`` decoder layers (biases and norms aside, a ReLU/GELU FFN):
+
+        encoder layer = decoder-only layer = 4·d² (W_Q, W_K, W_V, W_O) + 2·d·d_ff (FFN up and down)
+        encoder-decoder decoder layer      = 8·d² (self- and cross-attention) + 2·d·d_ff
+
+    Returns ``(n_enc · layer + n_dec · decoder layer) / layer`` as a float (not rounded)."""
+    return float(_match_formula(n_enc, n_dec, d_model, d_ff))
+
+
+_MATCH_VARIANTS = [
+    Variant(lambda *a: _match_formula(*a, cross=False), "the decoder's cross-attention is not counted: a decoder layer of the encoder-decoder has two attention layers, 8·d² + 2·d·d_ff"),
+    Variant(lambda *a: _match_formula(*a, attn=3), "an attention layer has four d×d matrices, W_Q, W_K, W_V and W_O: 4·d², not 3·d²"),
+    Variant(lambda *a: _match_formula(*a, ffn=1), "the FFN has two matrices, up (d×d_ff) and down (d_ff×d): 2·d·d_ff"),
+    Variant(lambda *a: _match_formula(*a, invert=True), "the ratio is upside down: divide the encoder-decoder's parameters by one decoder-only layer's"),
+    Variant(lambda *a: _match_formula(*a, only="enc"), "the decoder stack is left out: count the encoder's layers and the decoder's"),
+    Variant(lambda *a: _match_formula(*a, only="dec"), "the encoder stack is left out: count the encoder's layers and the decoder's"),
+    Variant(lambda *a: _match_formula(*a, attn=2), "an attention layer has four d×d matrices, W_Q, W_K, W_V and W_O: 4·d²"),
+]
+
+
+@register("matched_decoder_layers")
+def check_matched_decoder_layers(fn: Callable) -> bool:
+    """Check ``fn(n_enc, n_dec, d_model, d_ff) -> float``: decoder-only layers matching an encoder-decoder's parameters."""
+    cases = [_Case("4 + 1 layers, d=128, d_ff=128", (4, 1, 128, 128)), _Case("2 + 2 layers, d=64, d_ff=256", (2, 2, 64, 256)),
+             _Case("6 + 6 layers, d=512, d_ff=2048", (6, 6, 512, 2048)), _Case("1 + 4 layers, d=32, d_ff=64", (1, 4, 32, 64))]
+
+    def rounded(got, expected, case):
+        if isinstance(got, (int, float)) and float(got) == round(expected):
+            return f"matched_decoder_layers returns a rounded number on the case '{case.name}'; return the exact ratio as a float ({expected:.4f} here) and round only when building a model."
+        return None
+
+    def shape_check(got, expected, case):
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            return f"matched_decoder_layers should return one number; got a {type(got).__name__} on the case '{case.name}'."
+        return f"matched_decoder_layers gives {float(got):.4f} but the count gives {expected:.4f} on the case '{case.name}'; write both parameter totals down and divide."
+
+    return _run("matched_decoder_layers", fn, cases, reference_matched_decoder_layers, _MATCH_VARIANTS, shape_check,
+                arg_names=("n_enc", "n_dec", "d_model", "d_ff"), pre_check=rounded)
