@@ -69,9 +69,14 @@ def scaled_dot_product_attention(
     *,
     return_weights: bool = False,
     dropout_p: float = 0.0,
+    bias: Tensor | None = None,
+    scale: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """softmax(QKᵀ/√d_k) V with a boolean mask. Returns ``out (..., T_q, d_v)``
     and, with ``return_weights=True``, also ``weights (..., T_q, T_k)``.
+
+    ``bias`` (broadcastable to the scores, e.g. T5's relative position bias ``(1, H, T_q, T_k)``)
+    is added to the scores; ``scale`` replaces 1/√d_k (T5: 1.0).
 
     Without weights it calls PyTorch's fused kernel; with weights it runs the formula
     line by line. Both give the same answer, and a query whose keys are *all* masked
@@ -86,12 +91,18 @@ def scaled_dot_product_attention(
         else:
             mask = mask | ~has_key  # let empty rows attend anywhere; their output is zeroed below
 
+    if bias is not None:  # one additive float mask: the bias where attending is allowed, -inf elsewhere
+        bias = bias.to(q.dtype)
+        mask = bias if mask is None else torch.where(mask, bias, torch.tensor(float("-inf"), dtype=q.dtype, device=q.device))
+
     if not return_weights:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
         return out if has_key is None else out.masked_fill(~has_key, 0.0)
 
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
-    if mask is not None:
+    scores = q @ k.transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)  # (..., T_q, T_k)
+    if bias is not None:
+        scores = scores + mask  # bias, with -inf at masked keys
+    elif mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # masked keys get probability exactly 0
     weights = scores.softmax(dim=-1)  # normalise over the keys
     if has_key is not None:
@@ -181,6 +192,7 @@ class MultiHeadAttention(nn.Module):
         qk_norm: bool = False,
         norm_eps: float = 1e-6,
         n_kv_heads: int | None = None,
+        scale: float | None = None,
         v_norm: bool = False,
         out_norm: nn.Module | None = None,
     ) -> None:
@@ -198,6 +210,7 @@ class MultiHeadAttention(nn.Module):
         self.in_proj = nn.Linear(d_model, d_model + 2 * self.d_kv, bias=bias)  # rows: W_Q, W_K, W_V
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W_O
         self.dropout = dropout
+        self.scale = scale  # None: 1/√d_head; T5 uses 1.0
         # QK-norm: normalise each head's queries and keys, keeping the logits bounded.
         from .layers import RMSNorm  # local import: layers imports nothing from here
 
@@ -223,9 +236,11 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         rope=None,
         positions: Tensor | None = None,
+        bias: Tensor | None = None,
         context_positions: Tensor | None = None,
     ) -> Tensor:
         """``x (B, T_q, d_model)``, ``context (B, T_k, d_model)`` or None -> ``(B, T_q, d_model)``.
+        ``bias`` (e.g. T5's relative position bias ``(1, H, T_q, T_k)``) is added to the scores.
 
         ``mask`` broadcasts to ``(B, H, T_q, T_k)`` where T_k counts cached keys too.
         ``rope`` (a :class:`~course_lib.layers.RotaryEmbedding`) rotates queries and keys
@@ -276,10 +291,10 @@ class MultiHeadAttention(nn.Module):
 
         p = self.dropout if self.training else 0.0
         if self.record:
-            out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True, dropout_p=p)
+            out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True, dropout_p=p, bias=bias, scale=self.scale)
             self.last_weights = weights.detach()
         else:
-            out = scaled_dot_product_attention(q, k, v, mask, dropout_p=p)
+            out = scaled_dot_product_attention(q, k, v, mask, dropout_p=p, bias=bias, scale=self.scale)
         out = out.transpose(1, 2).flatten(2)  # merge the heads back: "b h t d -> b t (h d)"
         return self.out_proj(out if self.out_norm is None else self.out_norm(out))
 

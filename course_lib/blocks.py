@@ -26,7 +26,7 @@ class _Block(nn.Module):
         self.norm_first = cfg.norm_first
         mha = lambda: MultiHeadAttention(
             cfg.d_model, cfg.n_heads, bias=cfg.bias, dropout=cfg.dropout, qk_norm=cfg.qk_norm, n_kv_heads=cfg.n_kv_heads,
-            norm_eps=cfg.norm_eps, v_norm=cfg.v_norm,
+            scale=cfg.attn_scale, norm_eps=cfg.norm_eps, v_norm=cfg.v_norm,
             out_norm=make_norm(cfg.norm, cfg.d_model, cfg.norm_eps) if cfg.attn_out_norm else None,
         )
         self.rope_cross = cfg.rope_cross  # RoPE in cross-attention too (queries: decoder positions, keys: encoder's)
@@ -34,7 +34,7 @@ class _Block(nn.Module):
         self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.cross_attn = mha() if cross else None
         self.norm_cross = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps) if cross else None
-        self.ffn = make_ffn(cfg.ffn, cfg.d_model, cfg.d_ff, cfg.dropout, cfg.bias)
+        self.ffn = make_ffn(cfg.ffn, cfg.d_model, cfg.d_ff, cfg.dropout, cfg.bias, gelu_approx=cfg.gelu_approx)
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -44,9 +44,12 @@ class _Block(nn.Module):
             return x + drop(sublayer(norm(x)))
         return norm(x + drop(sublayer(x)))
 
-    def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, context_positions=None):
+    def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, attn_bias=None,
+                 context_positions=None):
         self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
-        x = self._residual(x, self.norm1, lambda h: self.self_attn(h, mask=self_mask, cache=self_cache, rope=rope, positions=positions))
+        x = self._residual(
+            x, self.norm1, lambda h: self.self_attn(h, mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias)
+        )
         if self.cross_attn is not None:
             cross_rope = rope if self.rope_cross else None
             x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(
@@ -60,13 +63,15 @@ class EncoderBlock(_Block):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg, cross=False)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, *, context: Tensor | None = None, rope=None, positions=None) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, *, context: Tensor | None = None, rope=None, positions=None, attn_bias=None
+    ) -> Tensor:
         if context is not None:
             raise TypeError(
                 "An EncoderBlock has no cross-attention, so it cannot take a context. "
                 "Use CrossDecoderBlock for a decoder that reads the encoder output."
             )
-        return self._forward(x, mask, rope=rope, positions=positions)
+        return self._forward(x, mask, rope=rope, positions=positions, attn_bias=attn_bias)
 
 
 class DecoderBlock(_Block):
@@ -77,11 +82,13 @@ class DecoderBlock(_Block):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg, cross=False)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, *, cache: dict[str, KVCache] | None = None, rope=None, positions=None) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, *, cache: dict[str, KVCache] | None = None, rope=None, positions=None, attn_bias=None
+    ) -> Tensor:
         if mask is None and x.shape[1] > 1:  # one new query may see every key: no mask needed
             past = 0 if cache is None else len(cache["self"])
             mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
-        return self._forward(x, mask, cache=cache, rope=rope, positions=positions)
+        return self._forward(x, mask, cache=cache, rope=rope, positions=positions, attn_bias=attn_bias)
 
 
 class CrossDecoderBlock(_Block):
@@ -101,12 +108,13 @@ class CrossDecoderBlock(_Block):
         cache: dict[str, KVCache] | None = None,
         rope=None,
         positions=None,
+        attn_bias=None,
         context_positions=None,
     ) -> Tensor:
         if mask is None and x.shape[1] > 1:  # one new query may see every key: no mask needed
             past = 0 if cache is None else len(cache["self"])
             mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
-        return self._forward(x, mask, context, context_mask, cache=cache, rope=rope, positions=positions,
+        return self._forward(x, mask, context, context_mask, cache=cache, rope=rope, positions=positions, attn_bias=attn_bias,
                              context_positions=context_positions)
 
 

@@ -23,8 +23,8 @@ class ModelConfig:
     dropout: float = 0.0
     norm: str = "layer"  # "layer" | "rms"
     norm_first: bool = True  # pre-norm (GPT-2 onwards) or post-norm (original Transformer, BERT)
-    ffn: str = "gelu"  # "gelu" | "relu" | "swiglu"
-    pos: str = "learned"  # "learned" | "sinusoidal" | "rope" | "none"
+    ffn: str = "gelu"  # "gelu" | "relu" | "swiglu" | "geglu" (T5 v1.1)
+    pos: str = "learned"  # "learned" | "sinusoidal" | "rope" | "relative" (T5's bucketed bias) | "none"
     max_len: int = 512
     qk_norm: bool = False
     v_norm: bool = False  # parameter-free RMSNorm of each head's values (next to QK-norm)
@@ -37,6 +37,20 @@ class ModelConfig:
     scale_embeddings: bool = False  # multiply token embeddings by √d_model (Vaswani et al.)
     pad_id: int = 0
     rope_base: float = 10000.0
+    # Options that real checkpoints need (BERT, GPT-2, BART, T5, LLaMA 3; see course_lib.convert).
+    # Each is off by default, so the lessons' models are unchanged.
+    gelu_approx: str = "none"  # "none": exact erf GELU (BERT, BART) | "tanh": GPT-2's gelu_new, T5 v1.1's gated-gelu
+    embed_norm: bool = False  # a LayerNorm on the summed embeddings, before block 0 (BERT, BART)
+    embed_norm_eps: float | None = None  # its epsilon; None = norm_eps
+    type_vocab_size: int = 0  # token-type (segment A/B) embeddings added to the input, as in BERT; 0 = none
+    pos_offset: int = 0  # learned positions are read from row pos + pos_offset of the table (BART: 2)
+    mlm_head: bool = False  # BERT's MLM head: dense -> GELU -> LayerNorm before the output layer
+    head_bias: bool = False  # a bias on the output layer (BERT's decoder bias, BART's final_logits_bias)
+    output_scale: float = 1.0  # final hidden states are multiplied by this before the output layer (T5: d_model**-0.5)
+    attn_scale: float | None = None  # attention scores are q·k times this; None = 1/√d_head, T5 uses 1.0 (unscaled)
+    rel_buckets: int = 32  # pos="relative" (T5): distances are binned into this many buckets per direction pair
+    rel_max_distance: int = 128  # pos="relative": distances beyond this share the last bucket
+    rope_scaling: dict | None = None  # {"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads != 0:
@@ -49,10 +63,22 @@ class ModelConfig:
                 f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} (each K/V head serves a group of "
                 f"query heads); pick one of {[g for g in range(1, self.n_heads + 1) if self.n_heads % g == 0]}."
             )
-        choices = {"norm": ("layer", "rms"), "ffn": ("gelu", "relu", "swiglu"), "pos": ("learned", "sinusoidal", "rope", "none")}
+        choices = {
+            "norm": ("layer", "rms"),
+            "ffn": ("gelu", "relu", "swiglu", "geglu"),
+            "pos": ("learned", "sinusoidal", "rope", "relative", "none"),
+            "gelu_approx": ("none", "tanh"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}.")
+        if self.rope_scaling is not None:
+            kind = self.rope_scaling.get("rope_type")
+            keys = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}
+            if kind != "llama3" or not keys <= set(self.rope_scaling):
+                raise ValueError(
+                    f"rope_scaling supports only rope_type 'llama3' with keys {sorted(keys)}; got {self.rope_scaling!r}."
+                )
         if self.rope_cross and self.pos != "rope":
             raise ValueError(f"rope_cross=True rotates cross-attention queries and keys, so it needs pos='rope'; got pos={self.pos!r}.")
         if self.d_ff is None:

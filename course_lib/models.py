@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .attention import KVCache
 from .blocks import CrossDecoderBlock, DecoderBlock, EncoderBlock, new_cache
 from .config import ModelConfig
-from .layers import RotaryEmbedding, make_norm, sinusoidal_table
+from .layers import RelativePositionBias, RotaryEmbedding, make_norm, sinusoidal_table
 from .masks import causal_mask, padding_mask
 
 
@@ -29,13 +29,17 @@ class Embeddings(nn.Module):
         self.cfg = cfg
         self.tok = tok if tok is not None else nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.pos == "learned":
-            self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+            self.pos = nn.Embedding(cfg.max_len + cfg.pos_offset, cfg.d_model)  # BART keeps 2 unused rows first
         elif cfg.pos == "sinusoidal":
             self.register_buffer("table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
         self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
+        # BERT: token-type (segment) embeddings; BERT and BART: a LayerNorm on the sum, before block 0
+        self.types = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
+        eps = cfg.norm_eps if cfg.embed_norm_eps is None else cfg.embed_norm_eps
+        self.norm = nn.LayerNorm(cfg.d_model, eps=eps) if cfg.embed_norm else None
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, tokens: Tensor, start: int = 0) -> Tensor:
+    def forward(self, tokens: Tensor, start: int = 0, token_type_ids: Tensor | None = None) -> Tensor:
         if tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
             raise ValueError(f"expected token ids of shape (B, T) and an integer dtype; got {tuple(tokens.shape)} {tokens.dtype}.")
         # Reading min/max back is free on the CPU but makes a GPU wait; there, check only multi-token
@@ -51,14 +55,35 @@ class Embeddings(nn.Module):
         if self.scale != 1.0:
             x = x * self.scale
         if self.cfg.pos == "learned":
-            x = x + self.pos.weight[start:end]  # = self.pos(torch.arange(start, end))
+            off = self.cfg.pos_offset
+            x = x + self.pos.weight[start + off : end + off]  # = self.pos(torch.arange(start, end) + pos_offset)
         elif self.cfg.pos == "sinusoidal":
             x = x + self.table[start:end]
+        if self.types is not None:  # segment A/B; all zeros (segment A) when not given
+            x = x + (self.types.weight[0] if token_type_ids is None else self.types(token_type_ids))
+        elif token_type_ids is not None:
+            raise ValueError("token_type_ids given but this model has no token-type embeddings (ModelConfig.type_vocab_size=0).")
+        if self.norm is not None:
+            x = self.norm(x)
         return self.dropout(x) if self.training else x
 
 
 def _rope(cfg: ModelConfig) -> RotaryEmbedding | None:
-    return RotaryEmbedding(cfg.d_head, max(cfg.max_len, 4096), cfg.rope_base) if cfg.pos == "rope" else None
+    return RotaryEmbedding(cfg.d_head, max(cfg.max_len, 4096), cfg.rope_base, cfg.rope_scaling) if cfg.pos == "rope" else None
+
+
+def _rel_bias(cfg: ModelConfig, bidirectional: bool) -> RelativePositionBias | None:
+    """T5's relative position bias, one per stack (shared by its layers); None unless ``pos="relative"``."""
+    if cfg.pos != "relative":
+        return None
+    return RelativePositionBias(cfg.n_heads, bidirectional, cfg.rel_buckets, cfg.rel_max_distance)
+
+
+def _bias(rel: RelativePositionBias | None, past: int, t: int, device) -> Tensor | None:
+    """Bias ``(1, H, t, past + t)`` for queries at positions past..past+t-1 over keys 0..past+t-1."""
+    if rel is None:
+        return None
+    return rel(torch.arange(past, past + t, device=device), torch.arange(past + t, device=device))
 
 
 def _maybe_norm(cfg: ModelConfig) -> nn.Module:
@@ -70,11 +95,22 @@ class _LMHead(nn.Module):
 
     def __init__(self, cfg: ModelConfig, tok: nn.Embedding) -> None:
         super().__init__()
-        self.proj = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        # BERT's MLM head transforms the hidden states first: dense -> GELU -> LayerNorm
+        self.transform = (
+            nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(approximate=cfg.gelu_approx), nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps))
+            if cfg.mlm_head
+            else None
+        )
+        self.scale = cfg.output_scale  # T5 with tied embeddings: d_model**-0.5
+        self.proj = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_bias)
         if cfg.tie_embeddings:
             self.proj.weight = tok.weight
 
     def forward(self, h: Tensor) -> Tensor:
+        if self.transform is not None:
+            h = self.transform(h)
+        if self.scale != 1.0:
+            h = h * self.scale
         return self.proj(h)
 
 
@@ -114,22 +150,24 @@ class EncoderOnly(_Model):
         super().__init__(cfg)
         self.embed = Embeddings(cfg)
         self.rope = _rope(cfg)
+        self.rel_bias = _rel_bias(cfg, bidirectional=True)
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = _maybe_norm(cfg)
         self.head = _LMHead(cfg, self.embed.tok)
         self._init_weights()
 
-    def encode(self, tokens: Tensor) -> Tensor:
+    def encode(self, tokens: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         """Contextual vectors ``(B, T, d)``: every position has seen every non-pad token."""
         mask = padding_mask(tokens, self.cfg.pad_id)  # (B, 1, 1, T)
-        x = self.embed(tokens)
+        x = self.embed(tokens, token_type_ids=token_type_ids)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
+        bias = _bias(self.rel_bias, 0, tokens.shape[1], tokens.device)
         for block in self.blocks:
-            x = block(x, mask, rope=self.rope, positions=positions)
+            x = block(x, mask, rope=self.rope, positions=positions, attn_bias=bias)
         return self.norm(x)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.head(self.encode(tokens))
+    def forward(self, tokens: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        return self.head(self.encode(tokens, token_type_ids))
 
     @torch.no_grad()
     def sentence_embedding(self, tokens: Tensor) -> Tensor:
@@ -151,6 +189,7 @@ class DecoderOnly(_Model):
         super().__init__(cfg)
         self.embed = Embeddings(cfg)
         self.rope = _rope(cfg)
+        self.rel_bias = _rel_bias(cfg, bidirectional=False)
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = _maybe_norm(cfg)
         self.head = _LMHead(cfg, self.embed.tok)
@@ -178,8 +217,9 @@ class DecoderOnly(_Model):
         mask = None if tokens.shape[1] == 1 else self.self_attention_mask(tokens.shape[1], past, prefix_len, tokens.device)
         x = self.embed(tokens, start=past)
         positions = None if self.rope is None else torch.arange(past, past + tokens.shape[1], device=tokens.device)
+        bias = _bias(self.rel_bias, past, tokens.shape[1], tokens.device)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions)
+            x = block(x, mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions, attn_bias=bias)
         return self.head(self.norm(x))
 
 
@@ -192,6 +232,7 @@ class EncoderDecoder(_Model):
         tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.src_embed, self.tgt_embed = Embeddings(cfg, tok), Embeddings(cfg, tok)
         self.rope = _rope(cfg)
+        self.enc_rel_bias, self.dec_rel_bias = _rel_bias(cfg, bidirectional=True), _rel_bias(cfg, bidirectional=False)
         self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.n_enc_layers))
         self.enc_norm = _maybe_norm(cfg)
         self.decoder = nn.ModuleList(CrossDecoderBlock(cfg) for _ in range(cfg.n_dec_layers))
@@ -207,8 +248,9 @@ class EncoderDecoder(_Model):
         src_mask = padding_mask(src, self.cfg.pad_id)
         x = self.src_embed(src)
         positions = torch.arange(src.shape[1], device=src.device)
+        bias = _bias(self.enc_rel_bias, 0, src.shape[1], src.device)
         for block in self.encoder:
-            x = block(x, src_mask, rope=self.rope, positions=positions)
+            x = block(x, src_mask, rope=self.rope, positions=positions, attn_bias=bias)
         return self.enc_norm(x), src_mask
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, cache: list[dict[str, KVCache]] | None = None) -> Tensor:
@@ -221,10 +263,11 @@ class EncoderDecoder(_Model):
             n_src = memory.shape[1] if src_mask is None else src_mask.reshape(memory.shape[0], -1).sum(-1)  # (B,)
             positions = positions + (n_src[:, None] if torch.is_tensor(n_src) else n_src)  # (B, T)
             context_positions = torch.arange(memory.shape[1], device=memory.device)
+        bias = _bias(self.dec_rel_bias, past, tgt_in.shape[1], tgt_in.device)
         for i, block in enumerate(self.decoder):
             # mask=None: the block builds the causal mask, aligned to the cache
             x = block(x, memory, src_mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions,
-                      context_positions=context_positions)
+                      context_positions=context_positions, attn_bias=bias)
         return self.head(self.dec_norm(x))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
