@@ -21,3 +21,9 @@ from . import attention, clm, mlm, recipe, seq2seq, translation  # noqa: F401
 __all__ = sorted(
     {"use_or_reference"} | set(attention.__all__) | set(mlm.__all__) | set(clm.__all__) | set(seq2seq.__all__) | set(translation.__all__) | set(recipe.__all__)
 )
+
+# lesson 06 (latency): KV-cache bytes and decode-step FLOPs by hand
+from . import latency  # noqa: E402,F401
+from .latency import *  # noqa: E402,F401,F403
+
+__all__ = sorted(set(__all__) | set(latency.__all__))
