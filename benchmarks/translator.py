@@ -4,6 +4,7 @@
     python benchmarks/translator.py --compare           # + decoder-only and prefix-LM at matched size
     python benchmarks/translator.py --device cuda       # on a GPU (Colab T4, ...)
     python benchmarks/translator.py --quick --out /tmp/t   # smoke test: 30 steps, 100 sentences
+    python benchmarks/translator.py --race 0 1 2        # steps- and FLOPs-to-target, 3 seeds (lesson 05, section 9)
 
 Trains the encoder-decoder with the lesson's configuration (course_lib.translate.model_configs and
 default_train_config, full mode), then reports BLEU / chrF / exact match with greedy decoding and
@@ -18,6 +19,7 @@ the process CPU time and the load average. It is a measurement, not a test: it e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import shlex
@@ -33,8 +35,9 @@ if __package__ in (None, ""):  # run as a script from a plain checkout
 
 from course_lib import en_fr  # noqa: E402
 from course_lib.bench import hardware_info, hardware_slug, report_header, save_report  # noqa: E402
-from course_lib.translate import (FAMILIES, default_train_config, evaluate, load_data, model_configs,  # noqa: E402
-                                  save_translator, train_translator, training_flops_6n, training_flops_per_sequence)
+from course_lib.translate import (FAMILIES, build_model, default_train_config, evaluate, load_data,  # noqa: E402
+                                  model_configs, race_to_target, save_translator, steps_to, train_translator,
+                                  training_flops_6n, training_flops_per_sequence)
 
 TARGETS = {"params_max": 5_000_000, "bleu_min": 95.0, "exact_min": 90.0, "train_s_max": 600.0}
 SPLITS = ("valid", "test", "long")
@@ -86,6 +89,51 @@ def run_family(family: str, data, device: torch.device, *, steps: int, limit: in
     return row, model
 
 
+RACE = {"bleu_target": 95.0, "loss_target": 0.1}
+LOSS_LEVELS = (1.0, 0.5, 0.2, 0.1)
+
+
+def run_race(data, device: torch.device, seeds: list[int], families: tuple[str, ...], *, quick: bool) -> dict:
+    """Lesson 05's race (section 9): the lesson's schedule, checks every 25 steps (BLEU every 50),
+    stopped once validation BLEU >= 95 and validation loss <= 0.1; steps, FLOPs and seconds to target per seed."""
+    tcfg = default_train_config(eval_every=10 if quick else 25, device=str(device), progress=False,
+                                **({"steps": 30} if quick else {}))
+    out = {"targets": RACE, "check_every": tcfg.eval_every, "runs": {}}
+    sample = data.ids("train")[:8 if quick else 32]
+    for family in families:
+        cfg = model_configs(data.tokenizer.vocab_size)[family]
+        m = build_model(family, cfg).train()
+        per_seq = training_flops_per_sequence(m, family, sample)
+        for seed in seeds:
+            t0 = time.perf_counter()
+            _, rec = race_to_target(family, data, cfg, dataclasses.replace(tcfg, seed=seed), max_steps=1500,
+                                    bleu_limit=50 if quick else 100, **RACE)
+            st = steps_to(rec, "bleu", RACE["bleu_target"])
+            row = {"family": family, "seed": seed, "flops_per_step": tcfg.batch_size * per_seq, "stopped_at": rec[-1]["step"],
+                   "wall_s": time.perf_counter() - t0, "steps_to_bleu": st,
+                   "train_s_to_bleu": None if st is None else next(r["train_s"] for r in rec if r["step"] == st),
+                   **{f"steps_to_loss_{x}": steps_to(rec, "valid_loss", x, higher_is_better=False) for x in LOSS_LEVELS},
+                   "record": rec}
+            out["runs"][f"{family}/{seed}"] = row
+            print(f"race {family} seed {seed}: BLEU {RACE['bleu_target']:g} after {st} steps, stopped at {rec[-1]['step']} "
+                  f"({row['wall_s']:.0f} s)", flush=True)
+    return out
+
+
+def _race_markdown(race: dict) -> list[str]:
+    lines = ["", f"## Race to validation BLEU {race['targets']['bleu_target']:g} and loss {race['targets']['loss_target']:g} "
+             f"(checked every {race['check_every']} steps, BLEU every {2 * race['check_every']})", "",
+             "| model | seed | steps to BLEU | FLOPs to BLEU | train s to BLEU | "
+             + " | ".join(f"steps to loss {x}" for x in LOSS_LEVELS) + " |", "|---|---|---|---|---|" + "---|" * len(LOSS_LEVELS)]
+    for r in race["runs"].values():
+        st, ts = r["steps_to_bleu"], r["train_s_to_bleu"]
+        flops = "-" if st is None else "%.3e" % (st * r["flops_per_step"])
+        secs = "-" if ts is None else "%.0f" % ts
+        lines.append(f"| {r['family']} | {r['seed']} | {st} | {flops} | {secs} | "
+                     + " | ".join(str(r[f"steps_to_loss_{x}"]) for x in LOSS_LEVELS) + " |")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     lines = [
         *report_header("Translator benchmark", report),
@@ -114,6 +162,8 @@ def render_markdown(report: dict) -> str:
               + "; ".join(f"{r['family']} {r['load_average_before']} / {r['load_average_after']}" for r in report["families"]),
               "", "Wall time on a machine shared with other work is inflated; CPU time counts this process only "
               "(all its threads).", ""]
+    if report.get("race"):
+        lines += _race_markdown(report["race"]) + [""]
     if report["device"] == "cpu" and not report["hardware"].get("gpu"):
         lines += ["## GPU", "", "pending: no GPU lent to this session. Run `python benchmarks/translator.py --device cuda` "
                   "on one (e.g. a Colab T4) to add its file here.", ""]
@@ -130,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
     p.add_argument("--save", default=None, help="also save the trained encoder-decoder here (use runs/...: git-ignored)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--race", type=int, nargs="+", metavar="SEED", default=None,
+                   help="also race the encoder-decoder and decoder-only models (with --compare: prefix-LM too) to "
+                        "validation BLEU 95 and loss 0.1 with these seeds (lesson 05, section 9)")
     args = p.parse_args(argv)
 
     os.environ.pop("COURSE_FAST", None)  # full mode: the lesson's real schedule
@@ -180,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         "families": rows,
         "targets": targets,
     }
+    if args.race:
+        families = FAMILIES if args.compare else ("encdec", "decoder")
+        report["race"] = run_race(data, device, args.race, families, quick=args.quick)
     save_report(report, args.out, render_markdown(report))
     return 0
 
