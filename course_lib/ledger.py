@@ -15,6 +15,7 @@ lesson 00's list and lesson 08's ledger).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,10 +163,52 @@ def not_measured_hint(claim: int) -> str:
     return f"run lesson {names} in full mode"
 
 
-def section_link(entry: dict[str, Any]) -> str:
-    """Markdown link to the notebook heading that produced an entry (Jupyter's heading anchors)."""
-    anchor = entry["section"].strip().replace(" ", "-")
-    return f"[{entry['lesson'][:2]} · {_cell(entry['section'])}]({entry['lesson']}.ipynb#{anchor})"
+def notebooks_dir() -> Path:
+    """``notebooks/`` at the repository root (absent where course_lib is installed without the course)."""
+    return results_dir().parent.parent / "notebooks"
+
+
+def lesson_headings(lesson: str, folder: str | Path | None = None) -> list[str]:
+    """The Markdown headings of ``<folder>/<lesson>.ipynb`` (``[]`` if there is no such notebook)."""
+    path = (Path(folder) if folder is not None else notebooks_dir()) / f"{lesson}.ipynb"
+    if not path.exists():
+        return []
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    return [line.lstrip("#").strip() for cell in cells if cell.get("cell_type") == "markdown"
+            for line in "".join(cell.get("source", "")).splitlines() if line.startswith("#")]
+
+
+def _heading_number(text: str) -> str | None:
+    m = re.match(r"(\d+(?:\.\d+)*)(?:\.|-[\d.]+)?(?:\s|$)", text.strip())
+    return m.group(1) if m else None
+
+
+def resolve_section(section: str, headings: list[str]) -> str | None:
+    """The heading a saved ``section`` refers to: the heading itself; else the one heading that starts
+    with it ("1. Training is parallel" -> "1. Training is parallel (claim 2)"); else the one heading
+    with the same leading number ("2.1-2.2 Claim 6" -> "2.1 Claim 6(a): ..."); else ``None``."""
+    s = section.strip()
+    if s in headings:
+        return s
+    starts = [h for h in headings if h.startswith(s)]
+    if len(starts) == 1:
+        return starts[0]
+    number = _heading_number(s)
+    same = [h for h in headings if number is not None and _heading_number(h) == number]
+    return same[0] if len(same) == 1 else None
+
+
+def section_link(entry: dict[str, Any], headings: list[str] | None = None) -> str:
+    """Markdown link to the notebook heading that produced an entry (Jupyter's heading anchors).
+
+    ``headings``: the lesson's headings (default: read from its notebook, see :func:`resolve_section`);
+    where none matches, the saved section text is used as it is.
+    """
+    if headings is None:
+        headings = lesson_headings(entry["lesson"])
+    target = resolve_section(entry["section"], headings) or " ".join(entry["section"].split())
+    anchor = target.replace(" ", "-")
+    return f"[{entry['lesson'][:2]} · {_cell(target)}]({entry['lesson']}.ipynb#{anchor})"
 
 
 def _cell(text: str) -> str:
@@ -178,10 +221,15 @@ def summarise(ledger: dict[int, list[dict[str, Any]]]) -> dict[int, str | None]:
     return {c: combine_verdicts([e["verdict"] for e in ledger.get(c, [])]) for c in CLAIMS}
 
 
-def render_ledger(ledger: dict[int, list[dict[str, Any]]]) -> str:
+def render_ledger(ledger: dict[int, list[dict[str, Any]]], notebooks: str | Path | None = None) -> str:
     """The claims ledger as a Markdown table: one row per claim, plus one row per lesson where several
-    lessons tested it (the claim's row then shows the combined verdict)."""
+    lessons tested it (the claim's row then shows the combined verdict). ``notebooks``: the folder whose
+    lesson headings the links point to (default :func:`notebooks_dir`)."""
     lines = [LEDGER_HEADER, "|---|---|---|---|---|"]
+
+    def link(e: dict[str, Any]) -> str:
+        return section_link(e, lesson_headings(e["lesson"], notebooks))
+
     for claim, statement in CLAIMS.items():
         entries = sorted(ledger.get(claim, []), key=lambda e: e["lesson"])
         combined = combine_verdicts([e["verdict"] for e in entries])
@@ -189,10 +237,10 @@ def render_ledger(ledger: dict[int, list[dict[str, Any]]]) -> str:
             lines.append(f"| {claim} | {_cell(statement)} | *{NOT_MEASURED}* | {not_measured_hint(claim)} | — |")
         elif len(entries) == 1:
             e = entries[0]
-            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(e['evidence'])} | {section_link(e)} |")
+            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(e['evidence'])} | {link(e)} |")
         else:
             lessons = ", ".join(e["lesson"][:2] for e in entries)
             lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | combined over lessons {lessons} | — |")
             for e in entries:
-                lines.append(f"| | ↳ lesson {e['lesson'][:2]} | {e['verdict']} | {_cell(e['evidence'])} | {section_link(e)} |")
+                lines.append(f"| | ↳ lesson {e['lesson'][:2]} | {e['verdict']} | {_cell(e['evidence'])} | {link(e)} |")
     return "\n".join(lines) + "\n"

@@ -20,7 +20,8 @@ import pytest
 
 from course_lib import quiz
 from course_lib.ledger import (
-    CLAIM_LESSONS, CLAIMS, VERDICTS, combine_verdicts, load_ledger, record_claim, render_ledger, results_dir,
+    CLAIM_LESSONS, CLAIMS, VERDICTS, combine_verdicts, load_ledger, record_claim, render_ledger, resolve_section,
+    results_dir,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,13 +60,24 @@ def parse_ledger_table(markdown: str) -> dict[int, dict]:
     return rows
 
 
-def _link_ok(where: str, entry: dict) -> bool:
+def _headings(lesson: str, folder: Path = ROOT / "notebooks") -> list[str]:
+    path = folder / f"{lesson}.ipynb"
+    if not path.exists():
+        return []
+    nb = nbformat.read(path, as_version=4)
+    return [line.lstrip("#").strip() for c in nb.cells if c.cell_type == "markdown"
+            for line in c.source.splitlines() if line.startswith("#")]
+
+
+def _link_ok(where: str, entry: dict, headings: list[str]) -> bool:
+    """The link names the lesson and opens the heading its section resolves to (or the section as saved)."""
+    target = resolve_section(entry["section"], headings) or " ".join(entry["section"].split())
     m = re.fullmatch(r"\[(\d\d) · (.+)\]\(([\w.-]+\.ipynb)#(\S+)\)", where)
-    return bool(m) and m.group(1) == entry["lesson"][:2] and m.group(2) == " ".join(entry["section"].split()) \
-        and m.group(3) == f"{entry['lesson']}.ipynb" and m.group(4) == entry["section"].strip().replace(" ", "-")
+    return bool(m) and m.group(1) == entry["lesson"][:2] and m.group(2) == target \
+        and m.group(3) == f"{entry['lesson']}.ipynb" and m.group(4) == target.replace(" ", "-")
 
 
-def ledger_problems(parsed: dict[int, dict], ledger: dict[int, list[dict]]) -> list[str]:
+def ledger_problems(parsed: dict[int, dict], ledger: dict[int, list[dict]], notebooks: Path = ROOT / "notebooks") -> list[str]:
     """Every way the parsed table disagrees with the saved results (empty list: they agree)."""
     problems = []
     if sorted(parsed) != sorted(CLAIMS):
@@ -99,7 +111,7 @@ def ledger_problems(parsed: dict[int, dict], ledger: dict[int, list[dict]]) -> l
             if (s["lesson"], s["verdict"], s["evidence"]) != (t["lesson"], t["verdict"], t["evidence"]):
                 problems.append(f"claim {claim}, lesson {s['lesson']}: table shows {t['verdict']!r}: {t['evidence']!r}; "
                                 f"saved {s['verdict']!r}: {s['evidence']!r}")
-            if not _link_ok(t["where"], s["entry"]):
+            if not _link_ok(t["where"], s["entry"], _headings(s["entry"]["lesson"], notebooks)):
                 problems.append(f"claim {claim}, lesson {s['lesson']}: link {t['where']!r} does not point to its section")
     return problems
 
@@ -159,9 +171,9 @@ def test_combine_verdicts_refuses_an_unknown_verdict():
 
 def test_render_shows_missing_claims_and_each_lesson(partial):
     ledger = load_ledger(partial)
-    text = render_ledger(ledger)
+    text = render_ledger(ledger, notebooks=partial)  # no notebooks there: links use the sections as saved
     parsed = parse_ledger_table(text)
-    assert ledger_problems(parsed, ledger) == []
+    assert ledger_problems(parsed, ledger, notebooks=partial) == []
     assert parsed[8]["raw_verdict"] == NOT_MEASURED and parsed[8]["evidence"] == "run lesson 07 in full mode"
     assert parsed[10]["evidence"] == "run lesson 05 or 07 in full mode"
     assert parsed[3]["evidence"] == "run lesson 03, 04 or 06 in full mode"
@@ -175,17 +187,48 @@ def test_render_shows_missing_claims_and_each_lesson(partial):
 
 def test_the_comparison_catches_a_stale_or_edited_table(partial):
     ledger = load_ledger(partial)
-    good = render_ledger(ledger)
+    good = render_ledger(ledger, notebooks=partial)
+    problems = lambda text, ledger: ledger_problems(parse_ledger_table(text), ledger, notebooks=partial)  # noqa: E731
     stale = good.replace("**nuanced** | ED reached", "**supported** | ED reached")
-    assert any("claim 4" in p for p in ledger_problems(parse_ledger_table(stale), ledger))
+    assert any("claim 4" in p for p in problems(stale, ledger))
     edited = good.replace("6.9e11", "5.0e11")
-    assert any("claim 4, lesson 05" in p for p in ledger_problems(parse_ledger_table(edited), ledger))
-    empty = render_ledger(load_ledger(partial / "nothing-here"))
-    problems = ledger_problems(parse_ledger_table(empty), ledger)
-    assert {p.split(":")[0] for p in problems} >= {"claim 1", "claim 4", "claim 6", "claim 11"}
+    assert any("claim 4, lesson 05" in p for p in problems(edited, ledger))
+    relinked = good.replace("#5.-Three-families-compared", "#5.-Three-families")
+    assert any("does not point to its section" in p for p in problems(relinked, ledger))
+    empty = render_ledger(load_ledger(partial / "nothing-here"), notebooks=partial)
+    assert {p.split(":")[0] for p in problems(empty, ledger)} >= {"claim 1", "claim 4", "claim 6", "claim 11"}
     # a new lesson saved a result the notebook has not shown yet
     _save(partial, 8, "nuanced", "ED ppl x1.8 at 4T vs x3.1.", "07_encoder_decoder_revisited")
-    assert any(p.startswith("claim 8") for p in ledger_problems(parse_ledger_table(good), load_ledger(partial)))
+    assert any(p.startswith("claim 8") for p in problems(good, load_ledger(partial)))
+
+
+HEADINGS = ["07 · The lesson", "1. The recipe", "2. RedLLM vs DecLLM", "2.1 Claim 6(a): FLOPs per sequence",
+            "2.2 Training, three seeds", "3. Claim 7: inference FLOPs", "3. Claim 7: a second section 3"]
+
+
+@pytest.mark.parametrize("section,heading", [
+    ("2. RedLLM vs DecLLM", "2. RedLLM vs DecLLM"),           # the heading itself
+    ("  2. RedLLM vs DecLLM ", "2. RedLLM vs DecLLM"),
+    ("1. The", "1. The recipe"),                              # the one heading that starts with it
+    ("2.1-2.2 Claim 6", "2.1 Claim 6(a): FLOPs per sequence"),  # the one heading with its leading number
+    ("2.2", "2.2 Training, three seeds"),
+    ("3. Claim 7", None),                                     # two headings start with it, two share "3"
+    ("9. Nowhere", None),
+    ("Summary", None),
+])
+def test_resolve_section_finds_the_heading_a_lesson_meant(section, heading):
+    assert resolve_section(section, HEADINGS) == heading
+
+
+def test_links_open_the_resolved_heading(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 07 · The lesson\n\nintro"),
+                                         nbformat.v4.new_markdown_cell("### 2.1 Claim 6(a): FLOPs per sequence")])
+    nbformat.write(nb, tmp_path / "07_encoder_decoder_revisited.ipynb")
+    results = tmp_path / "claims"
+    _save(results, 6, "supported", "x", "07_encoder_decoder_revisited", "2.1-2.2 Claim 6")
+    text = render_ledger(load_ledger(results), notebooks=tmp_path)
+    assert "[07 · 2.1 Claim 6(a): FLOPs per sequence](07_encoder_decoder_revisited.ipynb#2.1-Claim-6(a):-FLOPs-per-sequence)" in text
+    assert ledger_problems(parse_ledger_table(text), load_ledger(results), notebooks=tmp_path) == []
 
 
 @pytest.mark.parametrize("content,message", [
@@ -205,15 +248,9 @@ def test_load_ledger_refuses_a_bad_file_naming_it(tmp_path, content, message):
 # --------------------------------------------------------------------------- the committed results and notebook
 
 
-def _headings(lesson: str) -> set[str]:
-    nb = nbformat.read(ROOT / "notebooks" / f"{lesson}.ipynb", as_version=4)
-    return {line.lstrip("#").strip() for c in nb.cells if c.cell_type == "markdown"
-            for line in c.source.splitlines() if line.startswith("#")}
-
-
 def test_saved_results_are_valid_and_link_to_real_sections():
     """Every saved verdict is one of the four (load_ledger checks), names a lesson that exists, and a
-    section that is a heading of that lesson (so the ledger's link opens it)."""
+    section that resolves to a heading of that lesson (so the ledger's link opens it)."""
     ledger = load_ledger()
     for claim, entries in ledger.items():
         for e in entries:
@@ -221,9 +258,9 @@ def test_saved_results_are_valid_and_link_to_real_sections():
             assert e["evidence"].strip(), f"claim {claim} ({e['lesson']}): empty evidence"
             assert (ROOT / "notebooks" / f"{e['lesson']}.ipynb").exists(), f"claim {claim}: no notebook {e['lesson']}"
             headings = _headings(e["lesson"])
-            assert e["section"].strip() in headings, (
-                f"claim {claim}: section {e['section']!r} is not a heading of notebooks/{e['lesson']}.ipynb, so the "
-                f"ledger's link cannot open it; record_claim(section=...) takes one of: {sorted(headings)}")
+            assert resolve_section(e["section"], headings) is not None, (
+                f"claim {claim}: section {e['section']!r} is not a heading of notebooks/{e['lesson']}.ipynb (nor the "
+                f"start or number of exactly one), so the ledger's link cannot open it; use one of: {headings}")
 
 
 def test_notebook_08_shows_exactly_the_saved_results():
