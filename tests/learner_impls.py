@@ -1270,3 +1270,46 @@ wrong("matched_decoder_layers", r"four d×d matrices")(lambda a, b, d, f: (a * (
 wrong("matched_decoder_layers", r"two matrices")(lambda a, b, d, f: (a * (4 * d * d + d * f) + b * (8 * d * d + d * f)) / (4 * d * d + d * f))
 wrong("matched_decoder_layers", r"rounded")(lambda a, b, d, f: round(match_explicit(a, b, d, f)))
 wrong("matched_decoder_layers", r"upside down")(lambda a, b, d, f: 1 / match_explicit(a, b, d, f))
+
+
+# =============================================================================================
+# found by trying more "unanticipated" mistakes
+# =============================================================================================
+wrong(SDPA, r"number of keys")(lambda q, k, v, mask=None: _attn(q, k, v, mask, scale=math.sqrt(k.shape[-2])))
+wrong(SDPA, r"transposed")(lambda q, k, v, mask=None: _attn(q, k, v, mask).transpose(-2, -1))
+wrong("padding_mask", r"not `> pad_id`")(lambda tokens, pad_id=0: (tokens > pad_id)[:, None, None, :])
+wrong("clm_loss", r"judged on the inputs")(lambda lg, tok, pad_id=0: C.clm._clm_formula(lg, tok, pad_id, pad="inputs"))
+wrong("clm_loss", r"batch size")(lambda lg, tok, pad_id=0: (_clm(lg, tok, pad_id, reduce="sum") / tok.shape[0]))
+wrong("seq2seq_loss", r"batch size")(lambda lg, y, pad_id=0: _s2s(lg, y, pad_id, reduce="sum") / y.shape[0])
+wrong("shift_right", r"torch.roll")(lambda y, bos_id: torch.roll(y, 1, 1))
+wrong("beam_step", r"lowest")(lambda s, lp: C.translation._beam_lowest(s, lp))
+wrong("beam_step", r"own best token")(lambda s, lp: C.translation._beam_per_beam(s, lp))
+wrong("encoder_block", r"extra norm")(_blk(final=True))
+wrong(NTP, r"vocabulary order|sort")(lambda lg, temperature=1.0, top_k=None, top_p=None: C.clm._probs_formula(lg, temperature, top_k, top_p, nucleus="unsorted"))
+
+
+@wrong(GREEDY, r"last step is missing")
+def greedy_drops_final_eos(model, prompt, n, eos_id=2, pad_id=0):
+    cache = model.new_cache()
+    lg = model(prompt, cache=cache)[:, -1]
+    done = torch.zeros(len(prompt), dtype=torch.bool)
+    out = []
+    for _ in range(n):
+        t = lg.argmax(-1).masked_fill(done, pad_id)
+        done |= t == eos_id
+        if done.all():
+            break
+        out.append(t)
+        lg = model(t[:, None], cache=cache)[:, -1]
+    return torch.stack(out, 1)
+
+
+@wrong("mlm_loss", r"not NaN")
+def mlm_keep_nonzero(logits, labels):
+    keep = labels != 0
+    return F.cross_entropy(logits[keep], labels[keep])
+
+
+correct("corpus_bleu")(lambda h, r, max_n=4: 0.0 if min(C.bleu_statistics(h, r, max_n)["matches"]) == 0 else
+                       100 * min(1.0, math.exp(1 - sum(len(x.split()) for x in r) / sum(len(x.split()) for x in h)))
+                       * 10 ** (sum(math.log10(m / t) for m, t in zip(C.bleu_statistics(h, r, max_n)["matches"], C.bleu_statistics(h, r, max_n)["totals"])) / max_n))

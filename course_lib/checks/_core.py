@@ -584,6 +584,8 @@ def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", log
     n = keep.sum()
     if reduce == "sum":
         return per.sum()
+    if reduce == "batch":
+        return per.sum() / targets.shape[0]
     if reduce == "all":
         return per.mean()
     if reduce == "rows":
@@ -598,6 +600,7 @@ def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", log
 _MEAN = "the loss is a sum; return the mean over the counted tokens, so batches with different padding are comparable."
 _PER_ROW = "the loss is averaged per sequence and then over the batch; average over all counted tokens at once, so every token weighs the same."
 _ALL = "the loss is averaged over all positions, padding included; divide by the number of counted targets only."
+_BATCH = "the summed loss is divided by the batch size B; divide by the number of counted tokens, so every token weighs the same."
 _LOGP = {
     "none": "the logits are used as log-probabilities; apply log_softmax first (or call F.cross_entropy on the logits).",
     "unstable": "log(softmax(logits)) underflows to -inf for large logits; use F.log_softmax or F.cross_entropy, which are numerically stable.",

@@ -59,7 +59,8 @@ def reference_cross_attention(
 # --------------------------------------------------------------------------------------------
 def _sdpa_formula(q, k, v, mask=None, *, scale="sqrt_dk", fill="ninf", axis=-1, empty="zero", weights_only=False,
                   transpose_v=False, kq=False):
-    d = {"sqrt_dk": math.sqrt(q.shape[-1]), "none": 1.0, "dk": float(q.shape[-1]), "sqrt_dv": math.sqrt(v.shape[-1])}[scale]
+    d = {"sqrt_dk": math.sqrt(q.shape[-1]), "none": 1.0, "dk": float(q.shape[-1]), "sqrt_dv": math.sqrt(v.shape[-1]),
+         "sqrt_tk": math.sqrt(k.shape[-2])}[scale]
     s = (k @ q.transpose(-2, -1) if kq else q @ k.transpose(-2, -1)) / d
     if mask is not None:
         if fill == "ninf":
@@ -82,7 +83,8 @@ _SDPA_AXES = {
     "scale": {"sqrt_dk": "",
               "none": "the scores are not divided by √d_k; compute softmax(Q Kᵀ / √d_k) V with d_k = q.shape[-1].",
               "dk": "the scores are divided by d_k instead of √d_k; use math.sqrt(d_k).",
-              "sqrt_dv": "the scores are scaled with the size of V; divide by √d_k, where d_k = q.shape[-1] is the size of the queries and keys."},
+              "sqrt_dv": "the scores are scaled with the size of V; divide by √d_k, where d_k = q.shape[-1] is the size of the queries and keys.",
+              "sqrt_tk": "the scores are divided by the square root of the number of keys; d_k is the size of each query and key vector, q.shape[-1]."},
     "axis": {-1: "", -2: "the softmax runs over the wrong axis; normalise over the keys (dim=-1), so each query's weights sum to 1.",
              1: "the softmax runs over the wrong axis (dim=1); normalise over the keys, dim=-1, so each query's weights sum to 1."},
     "fill": {"ninf": "",
@@ -101,6 +103,8 @@ _SDPA_VARIANTS = variant_grid(_sdpa_formula, _SDPA_AXES) + [
             "the scores are K Qᵀ (keys × queries); compute Q Kᵀ so that row i holds query i's scores over the keys."),
     Variant(lambda q, k, v, m=None: _sdpa_formula(q, q, v, m),
             "the keys are not used: the scores must be Q Kᵀ (you compared the queries with themselves)."),
+    Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, v, m).transpose(-2, -1),
+            "the output is transposed: weights @ v already has shape (…, T_q, d_v), so return it as it is; got shape {got}."),
     Variant(lambda q, k, v, m=None: _sdpa_formula(q, k, k, m),
             "the output mixes the keys instead of the values: multiply the weights by V."),
 ]
@@ -180,6 +184,8 @@ _PADDING_VARIANTS = [
              "the mask has shape {got} but must be (B, 1, 1, T), one axis for heads and one for queries: index it with [:, None, None, :]."),
     _Variant(lambda tok, pad_id=0: (tok != 0)[:, None, None, :],
              "the pad_id argument is ignored; compare the tokens with pad_id, not with 0."),
+    _Variant(lambda tok, pad_id=0: (tok > pad_id)[:, None, None, :],
+             "compare the tokens with `!= pad_id`, not `> pad_id`: ids smaller than pad_id are real tokens too."),
     _Variant(lambda tok, pad_id=0: (tok == pad_id)[:, None, :],
              "the mask is inverted and has shape {got}: True must mean 'may attend', and the shape must be (B, 1, 1, T)."),
 ]

@@ -13,7 +13,7 @@ from ..config import ModelConfig
 from ..generation import generate
 from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
-from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
                     loss_formula, not_callable, register, run_check, type_problem, variant_grid)
 
@@ -33,7 +33,10 @@ def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
         lg, tg = lg[:, 1:], tok[:, :-1]
     else:
         tg = tok
-    tg = tg if pad == "scored" else _pads_ignored(tg, PAD_ID if pad == "zero" else pad_id)
+    if pad == "inputs":  # padding judged on the inputs, not on the targets
+        tg = tg.masked_fill(tok[:, :-1] == pad_id, -100) if shift == "ok" else tg
+    else:
+        tg = tg if pad == "scored" else _pads_ignored(tg, PAD_ID if pad == "zero" else pad_id)
     return loss_formula(lg, tg, **kw)
 
 
@@ -43,8 +46,9 @@ _CLM_VARIANTS = variant_grid(_clm_formula, {
     "shift": {"ok": "", "none": _SHIFT,
               "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:])."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
-            "scored": "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id)."},
-    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW},
+            "scored": "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id).",
+            "inputs": "padding is judged on the inputs tokens[:, :-1]; ignore the positions whose *target*, tokens[:, 1:], is padding."},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH},
     "logp": {"log_softmax": "", **_LOGP},
     "empty": {"zero": "", "nan": _EMPTY},
 })
@@ -89,7 +93,10 @@ def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None =
         kk = max(1, min(top_k + k_off, lg.shape[-1]))
         kth = lg.topk(kk, dim=-1).values[:, -1:]
         lg = lg.masked_fill(lg < kth, float("-inf"))
-    if top_p is not None:
+    if top_p is not None and nucleus == "unsorted":
+        p = lg.softmax(-1)
+        lg = lg.masked_fill(p.cumsum(-1) - p >= top_p, float("-inf"))
+    elif top_p is not None:
         sorted_lg, idx = lg.sort(dim=-1, descending=True)
         p = sorted_lg.softmax(-1)
         cum = p.cumsum(-1)
@@ -119,7 +126,8 @@ _PROBS_VARIANTS = variant_grid(lambda *a, **kw: _probs_formula(*a, **kw), {
              "none": "the temperature is ignored; divide the logits by it before the softmax."},
     "k_off": {0: "", 1: "top-k keeps one token too many; keep exactly the k largest logits.",
               -1: "top-k keeps one token too few; keep exactly the k largest logits (compare with the k-th largest using <, not <=)."},
-    "nucleus": {"include": "", "exclude": "top-p drops the token that crosses p; keep the smallest set of tokens whose probabilities sum to *at least* p, i.e. drop a token only if the mass before it already reaches p."},
+    "nucleus": {"include": "", "exclude": "top-p drops the token that crosses p; keep the smallest set of tokens whose probabilities sum to *at least* p, i.e. drop a token only if the mass before it already reaches p.",
+                "unsorted": "the nucleus is accumulated over the tokens in vocabulary order; sort the probabilities in descending order first, then accumulate."},
     "order": {"temp_first": "", "temp_last": "the temperature is applied after the top-p filtering; divide by the temperature first, then choose the nucleus from the tempered probabilities."},
     "renorm": {True: "", False: "the kept probabilities are not renormalised; after filtering, softmax the kept logits again (or divide by their sum) so they add up to 1."},
 }) + [
@@ -324,7 +332,10 @@ def _greedy_diagnosis(name: str, case: Case, model, got, expected, calls, where:
         return f"{name}: the eos_id / pad_id arguments are ignored; compare with eos_id and pad with pad_id instead of hard-coded {EOS_ID} and {PAD_ID} {where}."
     no_stop = generate(model, prompt, n, eos_id=None)
     L, E = got.shape[1], expected.shape[1]
-    if L < E and torch.equal(got, expected[:, :L]) and bool((got == eos_id).any()):
+    if L == E - 1 and torch.equal(got, expected[:, :L]) and bool((expected[:, -1] == eos_id).any()):
+        return (f"{name}: the last step is missing — the token that completes the last row (its EOS) must be appended before "
+                f"you check whether every row is done {where}.")
+    if L < E and torch.equal(got, expected[:, :L]) and bool((got[:, -1] == eos_id).any()):
         return f"{name} stopped when the first row emitted EOS; keep going until every row has emitted EOS (pad the finished ones) {where}."
     if not torch.equal(no_stop, expected) and L <= n and torch.equal(got, no_stop[:, :L]):
         return (f"{name}: a row that emitted EOS must be padded with pad_id from then on, and decoding stops once every "

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..losses import IGNORE
 from ..losses import mlm_loss as _ref_mlm_loss
-from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _EMPTY, _LOGP, _MEAN, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
                     _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
                     not_callable, register, run_check, variant_grid)
 
@@ -157,7 +157,7 @@ _MLM_LOSS_VARIANTS = variant_grid(_mlm_formula, {
     "empty": {"zero": "", "nan": _EMPTY},
     "count": {"masked": "", "all": "the loss counts positions that were not masked; only positions whose label is not IGNORE (-100) count."},
     "reduce": {"tokens": "", "sum": _MEAN, "all": "the loss is averaged over all positions; divide the summed loss by the number of masked positions (labels != IGNORE), not by B·T.",
-               "rows": _PER_ROW},
+               "rows": _PER_ROW, "batch": _BATCH},
     "logp": {"log_softmax": "", **_LOGP},
 })
 
@@ -202,7 +202,7 @@ def check_mlm_loss(fn: Callable) -> bool:
 # the encoder block: pre-norm vs post-norm
 # --------------------------------------------------------------------------------------------
 def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual="both", where="ok", swap_norms=False,
-                   pass_mask=True, order="attn_first", res_from="input"):
+                   pass_mask=True, order="attn_first", res_from="input", final=False):
     n1, n2 = (norm2, norm1) if swap_norms else (norm1, norm2)
     pre = pre_norm if where == "ok" else not pre_norm
     m = mask if pass_mask else None
@@ -217,7 +217,7 @@ def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual=
             x = base + f(h) if keep else f(h)
         else:
             x = n(x + f(x)) if keep else n(f(x))
-    return x
+    return n2(x) if final else x
 
 
 def reference_encoder_block(x: Tensor, mask, attn, ffn, norm1, norm2, pre_norm: bool = True) -> Tensor:
@@ -237,6 +237,7 @@ _BLOCK_VARIANTS = variant_grid(_block_formula, {
     "swap_norms": {False: "", True: "norm1 and norm2 are swapped: norm1 goes with attention, norm2 with the FFN."},
     "pass_mask": {True: "", False: "the mask is not passed to attention, so padded keys are attended to; call attn(h, mask)."},
     "order": {"attn_first": "", "ffn_first": "the sub-layers are in the wrong order: attention first, then the FFN."},
+    "final": {False: "", True: "there is an extra norm at the end; a pre-norm block returns the residual stream without normalising it (the model has one final norm after its last block)."},
     "res_from": {"input": "", "normed": "the residual starts from the normalised x; in pre-norm the residual stream stays un-normalised: x = x + attn(norm1(x)), not norm1(x) + attn(norm1(x))."},
 })
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
-from ._core import (_ALL, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
+from ._core import (_ALL, _BATCH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
                     _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, variant_grid)
 
 _Case, _Variant = Case, Variant
@@ -19,6 +19,8 @@ __all__ = ["check_shift_right", "check_seq2seq_loss", "check_free_running_logits
 # 7. seq2seq: shift_right and the loss
 # --------------------------------------------------------------------------------------------
 _SHIFT_VARIANTS = [
+    _Variant(lambda y, bos: torch.roll(y, 1, dims=1),
+             "torch.roll wraps the last target token around to the front; put bos_id in the first column instead: [BOS, y_1, …, y_{{T-1}}]."),
     _Variant(lambda y, bos: y.clone(),
              "the decoder input is the target itself, so the decoder sees the token it must predict; shift right: [BOS, y_1, …, y_{{T-1}}]."),
     _Variant(lambda y, bos: torch.cat([torch.full_like(y[:, :1], PAD_ID), y[:, :-1]], 1),
@@ -45,8 +47,10 @@ def check_shift_right(fn: Callable) -> bool:
     """Check ``fn(targets (B, T), bos_id) -> [BOS, y_1 … y_{T-1}] (B, T)``."""
     g = _gen(808)
     cases = [
-        _Case("targets ending in EOS, then padding", (_padded_tokens(g, [5, 3], 6, eos=True), BOS_ID)),
-        _Case("no padding", (_padded_tokens(g, [4, 4, 4], 4, eos=True), BOS_ID)),
+        *reversed([
+            _Case("targets ending in EOS, then padding", (_padded_tokens(g, [5, 3], 6, eos=True), BOS_ID)),
+            _Case("no padding", (_padded_tokens(g, [4, 4, 4], 4, eos=True), BOS_ID)),
+        ]),
         _Case("a batch of one, length one", (torch.tensor([[EOS_ID]]), BOS_ID)),
         _Case("bos_id=9", (_padded_tokens(g, [3, 2], 3, eos=True), 9)),
     ]
@@ -68,7 +72,7 @@ _S2S_VARIANTS = variant_grid(_s2s_formula, {
               "input": "the logits are scored against the decoder input; score them against the targets y (what the decoder must predict), not shift_right(y)."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
             "scored": "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id)."},
-    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH},
     "logp": {"log_softmax": "", **_LOGP},
     "empty": {"zero": "", "nan": _EMPTY},
 })

@@ -303,7 +303,23 @@ def _beam_variant(scores, logp, *, add=True, index="ok", per_example=True):
     return new, beam, token
 
 
+def _beam_lowest(scores, logp):
+    B, K = scores.shape
+    V = logp.shape[-1]
+    new, flat = (scores.reshape(B * K, 1) + logp).reshape(B, K * V).topk(K, dim=-1, largest=False)
+    return new, flat // V, flat % V
+
+
+def _beam_per_beam(scores, logp):
+    B, K = scores.shape
+    new, tok = (scores.reshape(B * K, 1) + logp).max(-1)
+    new, order = new.reshape(B, K).sort(-1, descending=True)
+    return new, order, tok.reshape(B, K).gather(1, order)
+
+
 _BEAM_VARIANTS = [
+    _Variant(_beam_lowest, "you kept the K *lowest* scores; log-probabilities are ≤ 0 and higher is better, so take topk with largest=True (the default)"),
+    _Variant(_beam_per_beam, "each beam keeps only its own best token; compare all K·V candidates of an input together (view them as (B, K*V)) and keep the best K"),
     _Variant(lambda s, lp: _beam_variant(s, lp, add=False),
              "the previous scores are not added: a candidate's score is its beam's total so far plus the new token's log-probability, scores[b, k] + logp[b*K + k, v]"),
     _Variant(lambda s, lp: _beam_variant(s, lp, add="mul"),
