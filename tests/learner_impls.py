@@ -1313,3 +1313,11 @@ def mlm_keep_nonzero(logits, labels):
 correct("corpus_bleu")(lambda h, r, max_n=4: 0.0 if min(C.bleu_statistics(h, r, max_n)["matches"]) == 0 else
                        100 * min(1.0, math.exp(1 - sum(len(x.split()) for x in r) / sum(len(x.split()) for x in h)))
                        * 10 ** (sum(math.log10(m / t) for m, t in zip(C.bleu_statistics(h, r, max_n)["matches"], C.bleu_statistics(h, r, max_n)["totals"])) / max_n))
+wrong("collate_decoder", r"shifted one place left")(lambda b: C.translation._decoder_variant(b, mask="early"))
+wrong("collate_encdec", r"padded with 1")(lambda b: {**cl.translate.collate_encdec(b), "src": pad_batch([s for s, _ in b], pad_id=1)})
+wrong("corpus_bleu", r"swapped")(lambda h, r, max_n=4: C.reference_corpus_bleu(r, h, max_n))
+wrong("corpus_bleu", r"per sentence")(lambda h, r, max_n=4: C.translation._bleu_bp_per_sentence(h, r, max_n))
+wrong("corpus_bleu", r"divides by 4")(lambda h, r, max_n=4: C.translation._bleu_divide_by_4(h, r, max_n))
+wrong("beam_step", r"across the whole batch")(lambda s, lp: (lambda n, b, t: (n, b + torch.arange(s.shape[0])[:, None] * s.shape[1], t))(*cl.generation.beam_step(s, lp)))
+wrong("seq2seq_loss", r"label smoothing")(lambda lg, y, pad_id=0: F.cross_entropy(lg.flatten(0, 1), y.flatten(), ignore_index=pad_id, label_smoothing=0.1) if (y != pad_id).any() else lg.sum() * 0)
+wrong("clm_loss", r"label smoothing")(lambda lg, tok, pad_id=0: F.cross_entropy(lg[:, :-1].flatten(0, 1), tok[:, 1:].flatten(), ignore_index=pad_id, label_smoothing=0.1) if (tok[:, 1:] != pad_id).any() else lg.sum() * 0)

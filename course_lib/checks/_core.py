@@ -571,7 +571,8 @@ def _nll(logits: Tensor, targets: Tensor) -> Tensor:
     return out.masked_fill(targets == IGNORE, 0.0)
 
 
-def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", logp: str = "log_softmax", empty: str = "zero") -> Tensor:
+def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", logp: str = "log_softmax", empty: str = "zero",
+                 smoothing: float = 0.0) -> Tensor:
     """Cross-entropy of ``logits (B, T, V)`` against ``targets (B, T)`` (IGNORE = not counted), with
     the usual wrong turns as flags: ``reduce`` in tokens / sum / all (mean over B·T) / rows (mean of
     per-row means); ``logp`` in log_softmax / none (logits used as log-probs) / unstable
@@ -580,7 +581,10 @@ def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", log
     lp = {"log_softmax": lambda: F.log_softmax(lg, -1), "none": lambda: lg, "unstable": lambda: lg.softmax(-1).log(),
           "softmax_nll": lambda: lg.softmax(-1)}[logp]()
     keep = targets != IGNORE
-    per = -lp.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1) * keep
+    per = -lp.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
+    if smoothing:
+        per = (1 - smoothing) * per - smoothing * lp.mean(-1)
+    per = per * keep
     n = keep.sum()
     if reduce == "sum":
         return per.sum()
@@ -606,6 +610,7 @@ _LOGP = {
     "unstable": "log(softmax(logits)) underflows to -inf for large logits; use F.log_softmax or F.cross_entropy, which are numerically stable.",
     "softmax_nll": "the probabilities are used without the log: the loss is −log p(target), e.g. F.cross_entropy(logits, targets).",
 }
+_SMOOTH = "label smoothing is on; this loss is the plain cross-entropy (label_smoothing=0, the default)."
 _EMPTY = "when nothing is counted the loss must be 0, not NaN (0 / 0); return `logits.sum() * 0.0` in that case."
 
 

@@ -13,7 +13,7 @@ from ..config import ModelConfig
 from ..generation import generate
 from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
-from ._core import (_ALL, _BATCH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
                     loss_formula, not_callable, register, run_check, type_problem, variant_grid)
 
@@ -50,6 +50,7 @@ _CLM_VARIANTS = variant_grid(_clm_formula, {
             "inputs": "padding is judged on the inputs tokens[:, :-1]; ignore the positions whose *target*, tokens[:, 1:], is padding."},
     "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH},
     "logp": {"log_softmax": "", **_LOGP},
+    "smoothing": {0.0: "", 0.1: _SMOOTH},
     "empty": {"zero": "", "nan": _EMPTY},
 })
 
@@ -348,7 +349,7 @@ def _greedy_diagnosis(name: str, case: Case, model, got, expected, calls, where:
         return f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))} {where}."
     bad = int((got != expected).any(0).nonzero()[0])
     return (f"{name} differs from course_lib.generate from new token {bad} on (case '{case.name}'); the first new token comes from "
-            "the logits at the prompt's last position, and each next one from the logits of the token just fed.")
+            "the logits at the prompt's last position, and each next one from the logits of the token just fed (greedy: always the argmax, never a sample).")
 
 
 @register("greedy_decode_with_cache")

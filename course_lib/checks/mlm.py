@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..losses import IGNORE
 from ..losses import mlm_loss as _ref_mlm_loss
-from ._core import (_ALL, _BATCH, _EMPTY, _LOGP, _MEAN, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
                     _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
                     not_callable, register, run_check, variant_grid)
 
@@ -159,6 +159,7 @@ _MLM_LOSS_VARIANTS = variant_grid(_mlm_formula, {
     "reduce": {"tokens": "", "sum": _MEAN, "all": "the loss is averaged over all positions; divide the summed loss by the number of masked positions (labels != IGNORE), not by B·T.",
                "rows": _PER_ROW, "batch": _BATCH},
     "logp": {"log_softmax": "", **_LOGP},
+    "smoothing": {0.0: "", 0.1: _SMOOTH},
 })
 
 

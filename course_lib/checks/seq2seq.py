@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
-from ._core import (_ALL, _BATCH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
                     _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, variant_grid)
 
 _Case, _Variant = Case, Variant
@@ -74,6 +74,7 @@ _S2S_VARIANTS = variant_grid(_s2s_formula, {
             "scored": "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id)."},
     "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH},
     "logp": {"log_softmax": "", **_LOGP},
+    "smoothing": {0.0: "", 0.1: _SMOOTH},
     "empty": {"zero": "", "nan": _EMPTY},
 })
 

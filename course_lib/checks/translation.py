@@ -135,6 +135,11 @@ def _dict_shape_check(name: str, keys: Sequence[str]):
                 return f"{name}: '{k}' has shape {tuple(g.shape)} but should have shape {tuple(e.shape)} on the case '{case.name}' (pad every row to the longest one)."
             if e.dtype == torch.bool and g.dtype != torch.bool and g.shape == e.shape and torch.equal(g != 0, e):
                 return f"{name}: '{k}' holds the right positions but has dtype {g.dtype}; make it a torch.bool tensor (e.g. with a comparison)."
+            if not e.is_floating_point() and g.shape == e.shape and e.dtype != torch.bool:
+                diff = g != e
+                vals = g[diff].unique()
+                if bool(diff.any()) and bool((e[diff] == PAD_ID).all()) and vals.numel() == 1:
+                    return f"{name}: '{k}' is padded with {int(vals)} instead of PAD_ID = {PAD_ID} on the case '{case.name}'."
             if not _same(g, e):
                 return f"{name}: '{k}' differs from the reference on the case '{case.name}' (expected {e.tolist()}, got {g.tolist()})."
         return None
@@ -249,7 +254,7 @@ def _decoder_variant(batch, *, mask="ok", seq="ok", prefix="ok"):
     for i, (s, t) in enumerate(batch):
         n = len(make(s, t))
         start = len(s) + (seq != "no_sep")
-        lo, hi = {"ok": (start, n), "all": (0, n), "with_sep": (start - 1, n), "no_eos": (start, n - 1),
+        lo, hi = {"ok": (start, n), "all": (0, n), "with_sep": (start - 1, n), "no_eos": (start, n - 1), "early": (start - 1, n - 1),
                   "late": (start + 1, n), "pad_too": (start, tokens.shape[1]), "source": (0, len(s))}[mask]
         loss_mask[i, lo:hi] = True
     prefix_len = torch.tensor([len(s) + (1 if prefix == "ok" else 0) for s, _ in batch])
@@ -263,6 +268,8 @@ _DECODER_VARIANTS = [
              "the loss mask marks the source instead of the target: mark the target tokens and the final EOS, the part the model must produce"),
     _Variant(lambda b: _decoder_variant(b, mask="with_sep"),
              "the loss mask includes <sep>: it is part of the prompt (given, not predicted); start the mask at the first target token, index len(source) + 1"),
+    _Variant(lambda b: _decoder_variant(b, mask="early"),
+             "the loss mask is shifted one place left (it marks <sep> … the last target word, the positions whose logits predict the target); here loss_mask marks the target *tokens* themselves and EOS, and clm_loss does the shift"),
     _Variant(lambda b: _decoder_variant(b, mask="late"),
              "the loss mask starts one token late: the first target word, at index len(source) + 1, must be predicted too"),
     _Variant(lambda b: _decoder_variant(b, mask="no_eos"),
@@ -318,6 +325,8 @@ def _beam_per_beam(scores, logp):
 
 
 _BEAM_VARIANTS = [
+    _Variant(lambda s, lp: (lambda n, b, t: (n, b + torch.arange(s.shape[0])[:, None] * s.shape[1], t))(*reference_beam_step(s, lp)),
+             "the beam index counts across the whole batch; return the beam within its own input, 0 … K-1 (candidate c comes from beam c // V)"),
     _Variant(_beam_lowest, "you kept the K *lowest* scores; log-probabilities are ≤ 0 and higher is better, so take topk with largest=True (the default)"),
     _Variant(_beam_per_beam, "each beam keeps only its own best token; compare all K·V candidates of an input together (view them as (B, K*V)) and keep the best K"),
     _Variant(lambda s, lp: _beam_variant(s, lp, add=False),
@@ -429,6 +438,23 @@ def _bleu_skip_zero(hyps, refs, max_n=4, smooth=None):
     return 100.0 * bp * math.exp(sum(math.log(p) for p in ps) / len(ps))
 
 
+def _bleu_bp_per_sentence(hyps, refs, max_n=4):
+    stats = bleu_statistics(hyps, refs, max_n)
+    if min(stats["matches"]) == 0:
+        return 0.0
+    bp = sum(1.0 if len(h.split()) > len(r.split()) else math.exp(1 - len(r.split()) / len(h.split())) for h, r in zip(hyps, refs)) / len(hyps)
+    return 100 * bp * math.exp(sum(math.log(m / t) for m, t in zip(stats["matches"], stats["totals"])) / max_n)
+
+
+def _bleu_divide_by_4(hyps, refs, max_n=4):
+    stats = bleu_statistics(hyps, refs, max_n)
+    if min(stats["matches"]) == 0:
+        return 0.0
+    c, r = stats["hyp_len"], stats["ref_len"]
+    bp = 1.0 if c > r else math.exp(1 - r / c)
+    return 100 * bp * math.exp(sum(math.log(m / t) for m, t in zip(stats["matches"], stats["totals"])) / 4)
+
+
 def _bleu_sentence_average(hyps, refs, max_n=4):
     return sum(reference_corpus_bleu([h], [r], max_n) for h, r in zip(hyps, refs)) / len(hyps)
 
@@ -458,6 +484,12 @@ _BLEU_VARIANTS = [
              "a zero precision is replaced by a tiny number; without smoothing BLEU is exactly 0 when some p_n is 0, so return 0.0 then"),
     _Variant(lambda h, r, max_n=4: reference_corpus_bleu(h, r, 4),
              "the max_n argument is ignored; use n-grams of orders 1 … max_n, not a hard-coded 4"),
+    _Variant(lambda h, r, max_n=4: reference_corpus_bleu(r, h, max_n),
+             "hypotheses and references are swapped: precision counts the *hypothesis* n-grams found in the reference, and c is the hypotheses' length"),
+    _Variant(_bleu_bp_per_sentence,
+             "the brevity penalty is computed per sentence; BLEU's is one corpus-level factor from the total lengths c and r"),
+    _Variant(_bleu_divide_by_4,
+             "the mean of the log precisions divides by 4 whatever max_n is; average over the max_n orders"),
     _Variant(_bleu_sentence_average,
              "sentence scores are averaged: corpus BLEU pools the matches, n-gram totals and lengths over all sentences first, then computes one score"),
 ]
