@@ -291,7 +291,6 @@ def _llama(hf: dict, tensors: dict[str, Tensor]):
     _require(hf.get("head_dim") in (None, d // h), f"LLaMA checkpoint has head_dim={hf.get('head_dim')} != hidden_size / num_attention_heads = {d // h}; course_lib needs d_head = d_model / n_heads.")
     _require(hf.get("hidden_act", "silu") == "silu", f"LLaMA checkpoint uses hidden_act={hf.get('hidden_act')!r}; course_lib's SwiGLU uses SiLU.")
     _require(not hf.get("attention_bias", False) and not hf.get("mlp_bias", False), "LLaMA checkpoint has attention_bias or mlp_bias set, which course_lib's LLaMA mapping does not implement.")
-    _require(kv == h or "n_kv_heads" in ModelConfig.__dataclass_fields__, f"LLaMA checkpoint uses grouped-query attention (num_key_value_heads={kv} < num_attention_heads={h}), which this course_lib lacks.")
     theta, scaling = _rope_params(hf)
     T = _Tensors(tensors, "model.")
     tok = T("embed_tokens.weight")
