@@ -325,6 +325,10 @@ def _cross_flags(*a, src="ok", **flags):
     return _cross_formula(*a, **flags, **extra)
 
 
+def _cross_one_head(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None):
+    return _cross_formula(x, ctx, w_q, w_k, w_v, w_o, 1, context_mask)
+
+
 _CROSS_AXES = {
     "src": {"ok": "",
             "kv_x": "K and V are computed from the decoder stream x; in cross-attention Q comes from x, but K and V come from the encoder output `context`.",
@@ -337,7 +341,9 @@ _CROSS_AXES = {
     "use_wo": {True: "", False: "the output projection W_O is missing: multiply the merged heads by w_o."},
     "transpose_w": {False: "", True: "the weights are used transposed: the projections here are plain matrices, so compute x @ w_q (not F.linear(x, w_q), which is x @ w_qᵀ)."},
 }
-_CROSS_VARIANTS = variant_grid(_cross_flags, _CROSS_AXES)
+_CROSS_VARIANTS = variant_grid(_cross_flags, _CROSS_AXES) + [
+    Variant(_cross_one_head, "the heads are missing: split Q, K and V into n_heads heads of d_model / n_heads features, attend in each, then merge them before w_o."),
+]
 
 
 @register("cross_attention")

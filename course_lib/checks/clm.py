@@ -82,7 +82,7 @@ def check_clm_loss(fn: Callable) -> bool:
 # sampling: the distribution the next token is drawn from
 # --------------------------------------------------------------------------------------------
 def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, *,
-                   temp="divide", k_off=0, nucleus="include", order="temp_first", renorm=True) -> Tensor:
+                   temp="divide", k_off=0, nucleus="include", order="temp_first", renorm=True, p_first=False) -> Tensor:
     """The library's filtering (course_lib.generation.sample_next) as probabilities, with flags."""
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(torch.float32)
@@ -90,7 +90,7 @@ def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None =
     t = {"divide": temperature, "multiply": 1.0 / temperature, "none": 1.0}[temp]
     if order == "temp_first":
         lg = lg / t
-    if top_k is not None:
+    if top_k is not None and not p_first:
         kk = max(1, min(top_k + k_off, lg.shape[-1]))
         kth = lg.topk(kk, dim=-1).values[:, -1:]
         lg = lg.masked_fill(lg < kth, float("-inf"))
@@ -106,6 +106,9 @@ def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None =
             drop[..., 0] = False
         sorted_lg = sorted_lg.masked_fill(drop, float("-inf"))
         lg = torch.full_like(lg, float("-inf")).scatter(-1, idx, sorted_lg)
+    if top_k is not None and p_first:
+        kth = lg.topk(max(1, min(top_k, lg.shape[-1])), dim=-1).values[:, -1:]
+        lg = lg.masked_fill(lg < kth, float("-inf"))
     if order == "temp_last":
         lg = lg / t
     if not renorm:
@@ -130,6 +133,7 @@ _PROBS_VARIANTS = variant_grid(lambda *a, **kw: _probs_formula(*a, **kw), {
     "nucleus": {"include": "", "exclude": "top-p drops the token that crosses p; keep the smallest set of tokens whose probabilities sum to *at least* p, i.e. drop a token only if the mass before it already reaches p.",
                 "unsorted": "the nucleus is accumulated over the tokens in vocabulary order; sort the probabilities in descending order first, then accumulate."},
     "order": {"temp_first": "", "temp_last": "the temperature is applied after the top-p filtering; divide by the temperature first, then choose the nucleus from the tempered probabilities."},
+    "p_first": {False: "", True: "top-p is applied before top-k; apply top-k first, then choose the nucleus among the k tokens that are left."},
     "renorm": {True: "", False: "the kept probabilities are not renormalised; after filtering, softmax the kept logits again (or divide by their sum) so they add up to 1."},
 }) + [
     Variant(lambda lg, temperature=1.0, top_k=None, top_p=None: torch.softmax(lg.float(), -1) if temperature == 0 else _probs_formula(lg, temperature, top_k, top_p),

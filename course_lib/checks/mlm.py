@@ -203,7 +203,7 @@ def check_mlm_loss(fn: Callable) -> bool:
 # the encoder block: pre-norm vs post-norm
 # --------------------------------------------------------------------------------------------
 def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual="both", where="ok", swap_norms=False,
-                   pass_mask=True, order="attn_first", res_from="input", final=False):
+                   pass_mask=True, order="attn_first", res_from="input", final=False, skip_norm=None):
     n1, n2 = (norm2, norm1) if swap_norms else (norm1, norm2)
     pre = pre_norm if where == "ok" else not pre_norm
     m = mask if pass_mask else None
@@ -213,7 +213,7 @@ def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual=
     for k, (f, n) in enumerate(subs):
         keep = residual == "both" or (residual == "no_attn" and k == 1) or (residual == "no_ffn" and k == 0)
         if pre:
-            h = n(x)
+            h = x if skip_norm == k else n(x)
             base = h if res_from == "normed" else x
             x = base + f(h) if keep else f(h)
         else:
@@ -238,6 +238,8 @@ _BLOCK_VARIANTS = variant_grid(_block_formula, {
     "swap_norms": {False: "", True: "norm1 and norm2 are swapped: norm1 goes with attention, norm2 with the FFN."},
     "pass_mask": {True: "", False: "the mask is not passed to attention, so padded keys are attended to; call attn(h, mask)."},
     "order": {"attn_first": "", "ffn_first": "the sub-layers are in the wrong order: attention first, then the FFN."},
+    "skip_norm": {None: "", 0: "a norm is missing: in pre-norm, attention reads norm1(x), x = x + attn(norm1(x), mask).",
+                  1: "a norm is missing: in pre-norm, the FFN reads norm2(x), x = x + ffn(norm2(x))."},
     "final": {False: "", True: "there is an extra norm at the end; a pre-norm block returns the residual stream without normalising it (the model has one final norm after its last block)."},
     "res_from": {"input": "", "normed": "the residual starts from the normalised x; in pre-norm the residual stream stays un-normalised: x = x + attn(norm1(x)), not norm1(x) + attn(norm1(x))."},
 })

@@ -19,6 +19,8 @@ __all__ = ["check_shift_right", "check_seq2seq_loss", "check_free_running_logits
 # 7. seq2seq: shift_right and the loss
 # --------------------------------------------------------------------------------------------
 _SHIFT_VARIANTS = [
+    _Variant(lambda y, bos: torch.cat([y[:, :-1], torch.full_like(y[:, :1], bos)], 1),
+             "BOS goes at the *start*: the decoder input is [BOS, y_1, …, y_{{T-1}}], each target moved one place to the right."),
     _Variant(lambda y, bos: torch.roll(y, 1, dims=1),
              "torch.roll wraps the last target token around to the front; put bos_id in the first column instead: [BOS, y_1, …, y_{{T-1}}]."),
     _Variant(lambda y, bos: y.clone(),
@@ -112,7 +114,10 @@ def _free_formula(model, src, n_steps, bos_id=BOS_ID, *, feed="argmax", start="b
         for _ in range(n_steps + extra):
             logits = model(src, tgt_in)[:, -1]
             steps.append(logits)
-            nxt = logits.argmax(-1) if feed == "argmax" else torch.full_like(tgt_in[:, 0], bos_id)
+            if feed == "sample":
+                nxt = torch.multinomial(logits.softmax(-1), 1, generator=torch.Generator().manual_seed(0))[:, 0]
+            else:
+                nxt = logits.argmax(-1) if feed == "argmax" else torch.full_like(tgt_in[:, 0], bos_id)
             tgt_in = torch.cat([tgt_in, nxt[:, None]], dim=1)
     res = torch.stack(steps, dim=1)
     return res.argmax(-1) if out == "ids" else res
@@ -129,6 +134,8 @@ def reference_free_running_logits(model, src, n_steps: int, bos_id: int = BOS_ID
 _FREE_VARIANTS = [
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, feed="bos"),
             "the model's predictions are never fed back: append the argmax of each step's logits to the decoder input."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, feed="sample"),
+            "the next token is sampled; free running here is greedy, append the argmax of each step's logits."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, start="pad"),
             "the decoder input must start with BOS (bos_id), not padding."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, BOS_ID),

@@ -539,7 +539,8 @@ def check_bleu(fn: Callable) -> bool:
 # --------------------------------------------------------------------------------------------
 # 5. matching parameters
 # --------------------------------------------------------------------------------------------
-def _match_formula(n_enc, n_dec, d_model, d_ff, *, attn=4, ffn=2, cross=True, invert=False, only="both"):
+def _match_formula(n_enc, n_dec, d_model, d_ff, *, attn=4, ffn=2, cross=True, invert=False, only="both", ff4=False):
+    d_ff = 4 * d_model if ff4 else d_ff
     a, f = attn * d_model ** 2, ffn * d_model * d_ff
     layer = a + f
     dec_layer = 2 * a + f if cross else layer
@@ -565,6 +566,7 @@ _MATCH_VARIANTS = [
     Variant(lambda *a: _match_formula(*a, invert=True), "the ratio is upside down: divide the encoder-decoder's parameters by one decoder-only layer's"),
     Variant(lambda *a: _match_formula(*a, only="enc"), "the decoder stack is left out: count the encoder's layers and the decoder's"),
     Variant(lambda *a: _match_formula(*a, only="dec"), "the encoder stack is left out: count the encoder's layers and the decoder's"),
+    Variant(lambda *a: _match_formula(*a, ff4=True), "the d_ff argument is ignored; use the FFN width you are given, not 4·d_model"),
     Variant(lambda *a: _match_formula(*a, attn=2), "an attention layer has four d×d matrices, W_Q, W_K, W_V and W_O: 4·d²"),
 ]
 
