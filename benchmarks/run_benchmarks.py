@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -345,6 +346,8 @@ def render_markdown(report: dict) -> str:
         verdict = {True: "PASS", False: "FAIL", None: "-"}[r["pass"]]
         target_s = f"{op} {target}{unit}" if op else "-"
         lines.append(f"| {what} | {r[key]:.2f}{unit} | {target_s} | {verdict} | {_details(name, r)} |")
+    if report.get("earlier_command"):
+        lines.insert(len(report_header("Benchmarks", report)), f"- other rows kept from: `{report['earlier_command']}`")
     lines += ["", "Medians of interleaved runs; see benchmarks/README.md for what each number means.", ""]
     return "\n".join(lines)
 
@@ -356,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--repeat", type=int, default=None, help="timed runs per function (default 15, quick 3; generation 3, quick 2)")
-    p.add_argument("--only", nargs="*", choices=["attention", "training", "generation", "floor"], help="run only these parts")
+    p.add_argument("--only", nargs="*", choices=["attention", "training", "generation", "floor"],
+                   help="run only these parts (updating them in an existing report for this machine)")
     args = p.parse_args(argv)
 
     if args.threads:
@@ -388,8 +392,16 @@ def main(argv: list[str] | None = None) -> int:
         r["pass"] = _passes(name, r[key])
 
     info = hardware_info()
+    slug = hardware_slug(info, device, quick)
+    previous = Path(args.out) / f"{slug}.json"
+    earlier = None
+    if args.only and previous.is_file():  # a partial run updates its parts of this machine's report
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        kept = {k: v for k, v in old["results"].items() if k in HEADLINE and k not in results}
+        if kept:
+            results, earlier = {**kept, **results}, f"{old['command']} ({old['date']}: {', '.join(kept)})"
     report = {
-        "slug": hardware_slug(info, device, quick),
+        "slug": slug,
         "hardware": info,
         "device": str(device),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -398,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": repeat,
         "results": results,
     }
+    if earlier:
+        report["earlier_command"] = earlier
     save_report(report, args.out, render_markdown(report))
     return 0
 

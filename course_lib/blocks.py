@@ -39,10 +39,10 @@ class _Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
-        drop = self.dropout if self.training else (lambda h: h)  # dropout is the identity in eval mode
-        if self.norm_first:
-            return x + drop(sublayer(norm(x)))
-        return norm(x + drop(sublayer(x)))
+        h = sublayer(norm(x) if self.norm_first else x)
+        if self.training:  # dropout is the identity in eval mode: skip the call
+            h = self.dropout(h)
+        return x + h if self.norm_first else norm(x + h)
 
     def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, attn_bias=None,
                  context_positions=None):
