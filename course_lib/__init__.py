@@ -18,6 +18,10 @@ One concept per module:
 * ``train``      one training loop: AdamW, schedule, AMP, exact checkpoint/resume, DDP
 * ``translate``  the toy translator pipeline for all three families (also a CLI)
 * ``costs``      parameter, FLOP and KV-cache formulas; FLOP counting incl. attention
+* ``redllm``     lesson 07: encoder-decoder (prefix LM) vs decoder-only LM with the modern recipe
+* ``convert``    Hugging Face checkpoints on disk (BERT, GPT-2, BART, T5, LLaMA) -> course_lib models; MiniLM
+* ``ledger``     the claims ledger: verdicts each lesson computes and saves, lesson 08 reads
+* ``grammar``    the parser of lesson 02's generated English fragment
 * ``bench``      timing helpers and hardware description
 * ``plotting``   masks, attention maps, loss curves
 * ``checks``     exercise feedback; ``quiz`` predict-then-run questions; ``colab`` the setup cell
