@@ -1327,3 +1327,14 @@ wrong("free_running_logits", r"sampled")(_fr(feed="sample"))
 wrong("shift_right", r"at the \*start\*")(lambda y, bos_id: torch.cat([y[:, :-1], torch.full_like(y[:, :1], bos_id)], 1))
 wrong("matched_decoder_layers", r"d_ff argument is ignored")(lambda a, b, d, f: match_explicit(a, b, d, 4 * d))
 wrong(CROSS, r"heads are missing")(lambda x, c, wq, wk, wv, wo, h, m=None: _cross(x, c, wq, wk, wv, wo, 1, m))
+
+
+# =============================================================================================
+# the blind set (tests/learner_impls_blind.py: written from the exercise specs before reading the
+# hint code), kept as regression tests
+# =============================================================================================
+from learner_impls_blind import CORRECT as _BLIND_CORRECT  # noqa: E402
+from learner_impls_blind import WRONG as _BLIND_WRONG  # noqa: E402
+
+WRONG += _BLIND_WRONG
+CORRECT += _BLIND_CORRECT

@@ -431,7 +431,7 @@ def cross_v_from_x(x, context, w_q, w_k, w_v, w_o, n_heads, context_mask=None):
     return rearrange(torch.nan_to_num(s.softmax(-1)) @ v, "b h t d -> b t (h d)") @ w_o
 
 
-@wrong("shift_right", r"two positions|two places|by two|twice")
+@wrong("shift_right", r"two positions|two places|by two|twice|too far")
 def shift_two(targets, bos_id):
     bos = torch.full_like(targets[:, :2], bos_id)
     return torch.cat([bos, targets[:, :-2]], 1)

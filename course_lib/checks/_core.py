@@ -364,8 +364,125 @@ def match_variant(name: str, case: Case, got, expected, variants: Sequence[Varia
     return None
 
 
-def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant], *, is_mask: bool = False) -> str | None:
-    """None if ``got`` matches ``expected``; otherwise one sentence naming the likely mistake."""
+def _first_true(m: Tensor) -> tuple[int, int]:
+    idx = m.nonzero()[0].tolist()
+    return idx[-2], idx[-1]
+
+
+def _mask_structure(name: str, got: Tensor, expected: Tensor, where: str) -> str | None:
+    """Describe how a square boolean mask (…, T, T) (rows = queries, columns = keys) differs."""
+    t = expected.shape[-1]
+    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    extra, missing = got & ~expected, expected & ~got
+    if torch.equal(got, ~expected):
+        return f"{name}: the mask is inverted: True must mean 'may attend' (and False 'hidden'), so flip it with `~` {where}."
+    later, diag = (j > i).expand_as(expected), (j == i).expand_as(expected)
+    if extra.any() and not missing.any():
+        qi, kj = _first_true(extra)
+        if not (extra & ~later).any():
+            return (f"{name}: query {qi} may see key {kj}, a later position — your mask lets queries see the future (keys j > i); "
+                    f"hide every key after the query {where}.")
+        return f"{name}: query {qi} may see key {kj}, which must be hidden — your mask lets through one key too many on that row {where}."
+    if missing.any() and not extra.any():
+        qi, kj = _first_true(missing)
+        if not (missing & ~diag).any():
+            return f"{name}: the diagonal is missing: every query must also see itself (key j = i) {where}."
+        if not (missing & later).any():
+            return (f"{name}: query {qi} must see key {kj} (j <= i: the causal part, the query itself and the keys before it) "
+                    f"but your mask hides it {where}.")
+        return f"{name}: query {qi} must see key {kj} but your mask hides it {where}."
+    if extra.any() and missing.any():
+        qi, kj = _first_true(extra)
+        qm, km = _first_true(missing)
+        fut = " (a later position: the future)" if bool(later[..., qi, kj].all()) else ""
+        return (f"{name}: query {qi} may see key {kj}{fut}, which must be hidden, while query {qm} cannot see key {km}, "
+                f"which must be visible {where}.")
+    return None
+
+
+def _shift_of(got: Tensor, expected: Tensor) -> int | None:
+    """k if ``got`` equals ``expected`` moved k positions along the last axis (edge columns ignored)."""
+    t = expected.shape[-1]
+    for k in (1, -1, 2, -2):
+        if t <= abs(k) + 1:
+            continue
+        a, b = (got[..., k:], expected[..., :-k]) if k > 0 else (got[..., :k], expected[..., -k:])
+        if torch.equal(a, b) and not torch.equal(got, expected):
+            return k
+    return None
+
+
+def structural_hint(name: str, case: Case, got, expected, *, is_mask: bool = False) -> str | None:
+    """General diagnoses tried when no known-wrong variant matches: fields swapped, the result
+    transposed or inverted, a mask that sees the future or hides the diagonal, tokens shifted along
+    the sequence, a constant factor, probabilities that do not sum to 1 or leak onto entries that
+    must be exactly 0. One sentence, or None."""
+    where = f"(seen on the case '{case.name}')"
+    if isinstance(got, dict) and isinstance(expected, dict):
+        for k in expected:
+            if k in got and not same(got[k], expected[k]):
+                for k2 in expected:
+                    if k2 != k and k2 in got and same(got[k], expected[k2]) and not same(expected[k], expected[k2]):
+                        return f"{name}: '{k}' holds what '{k2}' should hold — the two are swapped {where}."
+                h = structural_hint(name, case, got[k], expected[k], is_mask=is_mask)
+                if h:
+                    return h.replace(f"{name}: ", f"{name}: in '{k}', ", 1)
+        return None
+    if not (isinstance(got, Tensor) and isinstance(expected, Tensor)) or got.shape != expected.shape or expected.numel() <= 1:
+        return None
+    g, e = got.detach().cpu(), expected.detach().cpu()
+    if is_mask or e.dtype == torch.bool:
+        gb = g if g.dtype == torch.bool else g != 0
+        eb = e if e.dtype == torch.bool else e != 0
+        if e.dim() >= 2 and e.shape[-1] == e.shape[-2]:
+            if torch.equal(gb, eb.transpose(-2, -1)) and not torch.equal(eb, eb.transpose(-2, -1)):
+                return (f"{name}: the mask is transposed: row i is query i and column j key j, so query i may see keys j <= i "
+                        f"(the lower triangle, torch.tril) {where}.")
+            return _mask_structure(name, gb, eb, where)
+        if torch.equal(gb, ~eb):
+            return f"{name}: the mask is inverted: True must mean 'may attend' (and False 'hidden'), so flip it with `~` {where}."
+        return None
+    if e.dim() >= 2 and e.shape[-1] == e.shape[-2] and same(g, e.transpose(-2, -1)) and not same(e, e.transpose(-2, -1)):
+        return f"{name}: your result is the reference transposed (its last two axes swapped) {where}."
+    if not e.is_floating_point() and not g.is_floating_point():
+        k = _shift_of(g, e)
+        if k is not None:
+            side = "right" if k > 0 else "left"
+            return (f"{name}: your tokens sit {abs(k)} position{'s' if abs(k) > 1 else ''} too far to the {side} compared with the "
+                    f"reference — the shift is off by {abs(k)} {where}.")
+        return None
+    if not (e.is_floating_point() and g.is_floating_point()) or not bool(torch.isfinite(g).all()) or not bool(torch.isfinite(e).all()):
+        return None
+    g, e = g.double(), e.double()
+    if e.dim() >= 1 and e.shape[-1] > 1 and bool((e >= -1e-9).all()):
+        rs = e.sum(-1)
+        if bool((((rs - 1).abs() < 1e-4) | (rs.abs() < 1e-9)).all()) and bool(((rs - 1).abs() < 1e-4).any()):
+            grs = g.sum(-1)
+            bad = ((grs - rs).abs() > 1e-3)
+            if bool(bad.any()):
+                val = grs[bad].flatten()[0].item()
+                neg = " and some are negative" if bool((g < -1e-9).any()) else ""
+                return (f"{name}: your rows do not sum to 1 (one sums to {number(val)}){neg}: the result must be a probability "
+                        f"distribution over the last axis — a softmax after every change, and nothing rescaled or zeroed after it {where}.")
+            leak = (e.abs() < 1e-12) & (g > 1e-6)
+            if bool(leak.any()):
+                return (f"{name}: entries that must be exactly 0 still get probability: give what is removed a logit (score) of -inf "
+                        f"before the softmax, not 0 {where}.")
+    nz = e.abs() > 1e-6
+    if int(nz.sum()) >= 2 and bool((g[~nz].abs() < 1e-6).all()):
+        r = g[nz] / e[nz]
+        c = r.mean().item()
+        if abs(c - 1) > 1e-3 and bool(((r - c).abs() < 1e-4 * max(1.0, abs(c))).all()):
+            return (f"{name}: your values are the reference's times {number(c)} everywhere — a constant factor is off (a scale such as "
+                    f"√d, a sum instead of a mean, or a division by the wrong count) {where}.")
+    return None
+
+
+def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant], *, is_mask: bool = False,
+              more: Callable[[], str | None] | None = None) -> str | None:
+    """None if ``got`` matches ``expected``; otherwise one sentence naming the likely mistake.
+    ``more()`` (probes of the learner's function, then :func:`structural_hint`) runs when no
+    known-wrong variant matches, before the generic sentences."""
     if got is None:
         return f"{name} returned None on the case '{case.name}'; did you forget the `return` statement?"
     if is_mask and isinstance(got, Tensor) and got.dtype != torch.bool:
@@ -388,6 +505,10 @@ def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant],
     if hit:
         return hit
     where = f"on the case '{case.name}'"
+    if more is not None:
+        hit = more()
+        if hit:
+            return hit
     if isinstance(expected, Tensor):
         if not isinstance(got, Tensor):
             if isinstance(got, (int, float)) and expected.numel() == 1:
@@ -449,12 +570,30 @@ def run_check(name: str, fn: Callable, cases: Sequence[Case], reference: Callabl
               is_mask: bool = False, output=None, arg_names: Sequence[str] | None = None,
               properties: Sequence[Callable[[Callable], None]] = (), shape_check: Callable | None = None,
               transform: Callable | None = None, output_names: Sequence[str] | None = None,
-              pre_check: Callable | None = None) -> bool:
+              pre_check: Callable | None = None, probes: Sequence[Callable] = ()) -> bool:
     """The standard check (see the module docstring). ``transform`` normalises both results before
     comparing (e.g. ignore don't-care entries); ``shape_check(got, expected, case) -> str | None``
     explains a mismatch no variant matched; ``pre_check(got, expected, case) -> str | None`` runs
-    before the type check (e.g. outputs returned in the wrong order)."""
+    before the type check (e.g. outputs returned in the wrong order). When no variant matches,
+    ``probes`` (``probe(fn, case, got, expected) -> str | None``, which may call ``fn`` again on
+    diagnostic inputs, e.g. V = identity to read attention weights) run, then the general
+    :func:`structural_hint`, before any generic sentence."""
     not_callable(name, fn)
+
+    def more_for(case, got, expected, got_c, exp_c):
+        def more():
+            for probe in probes:
+                try:
+                    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+                        hit = probe(fn, case, got, expected)
+                except Fail:
+                    raise
+                except Exception:  # noqa: BLE001 - a probe that cannot run tells us nothing
+                    hit = None
+                if hit:
+                    return hit
+            return structural_hint(name, case, got_c, exp_c, is_mask=is_mask)
+        return more
 
     def body():
         for case in cases:
@@ -472,11 +611,13 @@ def run_check(name: str, fn: Callable, cases: Sequence[Case], reference: Callabl
             got_c = transform(got) if transform else got
             exp_c = transform(expected) if transform else expected
             if shape_check is None:
-                problem = _diagnose(name, case, got_c, exp_c, variants, is_mask=is_mask)
+                problem = _diagnose(name, case, got_c, exp_c, variants, is_mask=is_mask,
+                                    more=more_for(case, got, expected, got_c, exp_c))
             elif same(got_c, exp_c):
                 problem = None
             else:
-                problem = match_variant(name, case, got_c, exp_c, variants, transform=transform) or shape_check(got, expected, case) or (
+                problem = match_variant(name, case, got_c, exp_c, variants, transform=transform) or shape_check(got, expected, case) or \
+                    more_for(case, got, expected, got_c, exp_c)() or (
                     f"{name} gives a different result from the reference on the case '{case.name}'; compare your code with the description above, step by step.")
             if problem:
                 raise Fail(problem)
@@ -579,7 +720,8 @@ def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", log
     (log(softmax)) / softmax_nll (−softmax, no log); ``empty`` in zero / nan."""
     lg = logits.float()
     lp = {"log_softmax": lambda: F.log_softmax(lg, -1), "none": lambda: lg, "unstable": lambda: lg.softmax(-1).log(),
-          "softmax_nll": lambda: lg.softmax(-1)}[logp]()
+          "softmax_nll": lambda: lg.softmax(-1), "wrong_axis": lambda: F.log_softmax(lg, 1),
+          "double_softmax": lambda: F.log_softmax(lg.softmax(-1), -1)}[logp]()
     keep = targets != IGNORE
     per = -lp.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
     if smoothing:
@@ -592,6 +734,10 @@ def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", log
         return per.sum() / targets.shape[0]
     if reduce == "all":
         return per.mean()
+    if reduce == "positions":  # mean over the batch at each position, then over the positions
+        cnt = keep.sum(0)
+        cols = per.sum(0) / cnt.clamp(min=1)
+        return cols[cnt > 0].mean() if bool((cnt > 0).any()) else lg.sum() * 0.0
     if reduce == "rows":
         cnt = keep.sum(1)
         rows = per.sum(1) / cnt.clamp(min=1)
@@ -609,7 +755,11 @@ _LOGP = {
     "none": "the logits are used as log-probabilities; apply log_softmax first (or call F.cross_entropy on the logits).",
     "unstable": "log(softmax(logits)) underflows to -inf for large logits; use F.log_softmax or F.cross_entropy, which are numerically stable.",
     "softmax_nll": "the probabilities are used without the log: the loss is −log p(target), e.g. F.cross_entropy(logits, targets).",
+    "wrong_axis": "the log-softmax runs over the wrong axis (dim=1, the positions); normalise over the vocabulary, dim=-1 (F.cross_entropy does this on (B·T, V) logits).",
+    "double_softmax": "the logits go through a softmax before the cross-entropy, which applies its own log-softmax; pass the raw logits, not probabilities.",
 }
+_PER_POSITION = ("the loss is averaged per position over the batch and then over the positions; average over all counted tokens at once, "
+                 "so every token weighs the same.")
 _SMOOTH = "label smoothing is on; this loss is the plain cross-entropy (label_smoothing=0, the default)."
 _EMPTY = "when nothing is counted the loss must be 0, not NaN (0 / 0); return `logits.sum() * 0.0` in that case."
 

@@ -15,7 +15,7 @@ from ..masks import causal_mask as _ref_causal_mask
 from ..masks import padding_mask as _ref_padding_mask
 from ..masks import prefix_mask as _ref_prefix_mask
 
-from ._core import NINF, Case, Variant, _gen, _padded_tokens, _randn, register, run_check, variant_grid
+from ._core import NINF, Case, Variant, _gen, _padded_tokens, _randn, number, register, run_check, same, variant_grid
 from ._core import Case as _Case  # noqa: F401
 from ._core import Variant as _Variant  # noqa: F401
 
@@ -129,6 +129,65 @@ def _sdpa_cases() -> list[_Case]:
     return cases
 
 
+def _sdpa_weights_probe(fn, case, got, expected):
+    """Read the learner's attention weights by calling it with V = identity (…, T_k, T_k), and name
+    what is wrong with them: weight on hidden keys (a transposed mask), rows that do not sum to 1
+    (no softmax, a scale after it, log-probabilities), or the softmax's temperature (the scale)."""
+    q, k, v = case.args[:3]
+    mask = case.args[3] if len(case.args) > 3 else None
+    t_k = k.shape[-2]
+    eye = torch.eye(t_k).expand(*v.shape[:-2], t_k, t_k).clone()
+    w = fn(q, k, eye, mask)
+    ref = _sdpa_formula(q, k, eye, mask)
+    if not isinstance(w, Tensor) or w.shape != ref.shape or same(w, ref):
+        return None
+    w, ref = w.detach().double(), ref.double()
+    where = f"(seen on the case '{case.name}')"
+    name = "scaled_dot_product_attention"
+    if mask is not None:
+        if not bool(torch.isfinite(w).all()):
+            return None
+        hidden = ~torch.broadcast_to(mask, ref.shape)
+        if bool((w[hidden].abs() > 1e-6).any()):
+            if mask.shape[-1] == mask.shape[-2] and same(w, _sdpa_formula(q, k, eye, mask.transpose(-2, -1)), lenient=True):
+                return (f"{name}: the mask is applied transposed: its rows are the queries and its columns the keys, so use it as it is "
+                        f"(scores of shape (…, T_q, T_k)) {where}.")
+            return (f"{name}: hidden keys (mask False) still get attention weight; fill their scores with -inf before the softmax "
+                    f"(a boolean mask cannot be added or multiplied in) {where}.")
+    if not bool(torch.isfinite(w).all()):
+        return None
+    rs, rs_ref = w.sum(-1), ref.sum(-1)
+    live = rs_ref > 0.5
+    if bool(((rs - rs_ref).abs()[live] > 1e-4).any()):
+        if bool((w < -1e-9).any()):
+            return (f"{name}: some attention weights are negative — log-probabilities (log_softmax) instead of probabilities; use "
+                    f"torch.softmax(scores, dim=-1) {where}.")
+        c = rs[live]
+        if bool(((c - c.mean()).abs() < 1e-4).all()) and abs(c.mean().item() - 1) > 1e-3:
+            return (f"{name}: every query's weights sum to {number(c.mean().item())} instead of 1 — the weights are scaled after the "
+                    f"softmax; divide the *scores* by √d_k before the softmax {where}.")
+        return (f"{name}: a query's attention weights do not sum to 1 (one sums to {number(c[0].item())}): normalise the scores with "
+                f"torch.softmax(scores, dim=-1), not exp or sigmoid alone {where}.")
+    # rows are distributions: compare the softmax's temperature with 1/√d_k
+    s = (q @ k.transpose(-2, -1)).double()
+    vis = (ref > 1e-9) & (w > 1e-12)
+    if mask is not None or not bool(vis.all()):
+        return None
+    lw = w.log()
+    a = (lw - lw.mean(-1, keepdim=True)).flatten()
+    b = (s - s.mean(-1, keepdim=True)).flatten()
+    slope = (a @ b / (b @ b)).item()
+    if slope <= 0 or not bool(((a - slope * b).abs() < 1e-3).all()):
+        return None
+    d_k = q.shape[-1]
+    by = 1 / slope
+    named = {math.sqrt(d_k): "√d_k", float(d_k): "d_k", 1.0: "nothing", d_k ** 0.25: "the fourth root of d_k (a square root taken twice)",
+             math.sqrt(v.shape[-1]): "√d_v", math.sqrt(k.shape[-2]): "√T_k", math.sqrt(q.shape[-2]): "√T_q"}
+    what = next((w_ for x, w_ in named.items() if abs(by - x) < 1e-3 * max(1, x) and w_ != "√d_k"), None)
+    what = f"{number(by)}, i.e. {what}" if what else number(by)
+    return f"{name}: the scores are divided by {what}, not by √d_k = {number(math.sqrt(d_k))} (d_k = q.shape[-1]) {where}."
+
+
 @register("scaled_dot_product_attention")
 def check_scaled_dot_product_attention(fn: Callable) -> bool:
     """Check ``fn(q, k, v, mask=None) -> softmax(QKᵀ/√d_k, masked) V`` (a query with no visible key -> zeros)."""
@@ -145,7 +204,7 @@ def check_scaled_dot_product_attention(fn: Callable) -> bool:
     if not callable(fn):
         return run_check("scaled_dot_product_attention", fn, [], ref, [])
     return run_check("scaled_dot_product_attention", learner, _sdpa_cases(), ref, _SDPA_VARIANTS,
-                     arg_names=("q", "k", "v", "mask"), output="float")
+                     arg_names=("q", "k", "v", "mask"), output="float", probes=[_sdpa_weights_probe])
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +264,16 @@ def check_padding_mask(fn: Callable) -> bool:
     toks[0, 1] = 0  # an id 0 that is *not* padding here
     toks[toks == 3] = 9
     cases.append(_Case("pad_id=9 passed as the second argument", (toks, 9)))
-    return run_check("padding_mask", fn, cases, _ref_padding_mask, _PADDING_VARIANTS, is_mask=True, arg_names=("tokens", "pad_id"))
+    return run_check("padding_mask", fn, cases, _ref_padding_mask, _PADDING_VARIANTS, is_mask=True, arg_names=("tokens", "pad_id"),
+                     probes=[_padding_square_probe])
+
+
+def _padding_square_probe(fn, case, got, expected):
+    b, t = case.args[0].shape
+    if isinstance(got, Tensor) and got.dim() == 4 and tuple(got.shape) == (b, 1, t, t) and t > 1:
+        return (f"padding_mask: your mask has shape {tuple(got.shape)} and also hides the padded *queries*; return (B, 1, 1, T), "
+                f"which hides padded keys only and broadcasts over the queries (seen on the case '{case.name}').")
+    return None
 
 
 def _tri(t: int) -> Tensor:
@@ -367,7 +435,30 @@ def check_cross_attention(fn: Callable) -> bool:
         case("a shorter source than target, padded", 3, 5, 3, 12, 3, lengths=[3, 1, 2]),
     ]
     return run_check("cross_attention", fn, cases, reference_cross_attention, _CROSS_VARIANTS,
-                     arg_names=("x", "context", "w_q", "w_k", "w_v", "w_o", "n_heads", "context_mask"), output="float")
+                     arg_names=("x", "context", "w_q", "w_k", "w_v", "w_o", "n_heads", "context_mask"), output="float",
+                     probes=[_cross_uniform_probe])
+
+
+def _cross_uniform_probe(fn, case, got, expected):
+    """With w_k = 0 every visible key gets the same weight, so the output is the mean of the visible
+    values: it must not depend on x, and it tells whether the mask was used the right way round."""
+    x, ctx, w_q, w_k, w_v, w_o, h, mask = case.args
+    where = f"(seen on the case '{case.name}')"
+    zk = torch.zeros_like(w_k)
+    out0 = fn(x, ctx, w_q, zk, w_v, w_o, h, mask)
+    if not isinstance(out0, Tensor) or out0.shape != expected.shape:
+        return None
+    if mask is not None and not bool(mask.all()):
+        inv = reference_cross_attention(x, ctx, w_q, zk, w_v, w_o, h, ~mask)
+        if same(out0, inv, lenient=True) and not same(inv, reference_cross_attention(x, ctx, w_q, zk, w_v, w_o, h, mask)):
+            return (f"cross_attention: context_mask is inverted: True marks real source tokens that may be attended, so hide the "
+                    f"positions where it is False {where}.")
+    g = torch.Generator().manual_seed(5)
+    out1 = fn(x + torch.randn(x.shape, generator=g), ctx, w_q, zk, w_v, w_o, h, mask)
+    if isinstance(out1, Tensor) and not same(out0, out1):
+        return (f"cross_attention: the values (V) are computed from x, the decoder; in cross-attention the keys *and* the values come "
+                f"from the encoder's context (context @ w_v) {where}.")
+    return None
 
 
 

@@ -13,7 +13,7 @@ from ..config import ModelConfig
 from ..generation import generate
 from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
-from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
                     loss_formula, not_callable, register, run_check, type_problem, variant_grid)
 
@@ -29,6 +29,8 @@ __all__ = ["check_clm_loss", "check_next_token_probs", "check_greedy_decode_with
 def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
     if shift == "ok":
         lg, tg = lg[:, :-1], tok[:, 1:]
+    elif shift == "two":
+        lg, tg = lg[:, :-2], tok[:, 2:]
     elif shift == "wrong_way":
         lg, tg = lg[:, 1:], tok[:, :-1]
     else:
@@ -44,11 +46,12 @@ _SHIFT = "the targets are not shifted: the logits at position t predict the toke
 
 _CLM_VARIANTS = variant_grid(_clm_formula, {
     "shift": {"ok": "", "none": _SHIFT,
-              "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:])."},
+              "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:]).",
+              "two": "the targets are shifted by two positions; the logits at t predict the very next token, t+1: logits[:, :-1] against tokens[:, 1:]."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
             "scored": "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id).",
             "inputs": "padding is judged on the inputs tokens[:, :-1]; ignore the positions whose *target*, tokens[:, 1:], is padding."},
-    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION},
     "logp": {"log_softmax": "", **_LOGP},
     "smoothing": {0.0: "", 0.1: _SMOOTH},
     "empty": {"zero": "", "nan": _EMPTY},
@@ -162,7 +165,21 @@ def check_next_token_probs(fn: Callable) -> bool:
     """Check ``fn(logits (B, V), temperature=1.0, top_k=None, top_p=None) -> probs (B, V)``: the
     distribution sampling draws from, each row summing to 1."""
     return run_check("next_token_probs", fn, _probs_cases(), reference_next_token_probs, _PROBS_VARIANTS,
-                     arg_names=("logits", "temperature", "top_k", "top_p"), output="float")
+                     arg_names=("logits", "temperature", "top_k", "top_p"), output="float", probes=[_probs_ranking_probe])
+
+
+def _probs_ranking_probe(fn, case, got, expected):
+    """A kept token must be at least as likely as every dropped one (top-k and top-p keep the head)."""
+    logits = case.args[0]
+    if not isinstance(got, Tensor) or got.shape != logits.shape:
+        return None
+    kept, dropped = got > 1e-9, got <= 1e-9
+    for b in range(logits.shape[0]):
+        if kept[b].any() and dropped[b].any() and logits[b][dropped[b]].max() > logits[b][kept[b]].min() + 1e-6:
+            return ("next_token_probs: a less likely token is kept while a more likely one is dropped; top-k and top-p keep the most "
+                    "likely tokens, so sort in descending order (sort(descending=True)) before the cumulative sum "
+                    f"(seen on the case '{case.name}').")
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from torch import Tensor
 
 from ..losses import IGNORE
 from ..losses import mlm_loss as _ref_mlm_loss
-from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
                     _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
-                    not_callable, register, run_check, variant_grid)
+                    not_callable, register, run_check, same, variant_grid)
 
 _Case, _Fail = Case, Fail
 
@@ -55,6 +55,10 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
         raise _Fail(f"{name}: positions that were not chosen must get the label IGNORE = -100 (course_lib.IGNORE), not 0, which is the PAD token {where}.")
     if tokens.numel() >= 1000 and p < 0.9 and float((labels != IGNORE).float().mean()) > 0.98:
         raise _Fail(f"{name}: every position got a label; labels must be IGNORE (-100) at positions that were not chosen, so the loss only scores the ~{p:.0%} chosen ones {where}.")
+    changed = inputs != tokens
+    if bool(changed.any()) and bool((labels[changed] == IGNORE).all()) and float((labels != IGNORE).float().mean()) > 0.5:
+        raise _Fail(f"{name}: the labels are the other way round: the chosen (corrupted) positions got IGNORE and the positions that "
+                    f"were not chosen got labels; label the chosen positions with their original token and set IGNORE everywhere else {where}.")
     st = _mlm_stats(tokens, inputs, labels, vocab_size, mask_id)
     special, chosen = st["special"], st["chosen"]
     if bool((chosen & special).any()) or bool((inputs[special] != tokens[special]).any()):
@@ -78,6 +82,12 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
     fm, fr, fs = st["frac_mask"], st["frac_random"], st["frac_same"]
     if mask_id != MASK_ID and fm < 0.5 and bool((inputs == MASK_ID).any()):
         raise _Fail(f"{name}: the mask_id argument is ignored; write mask_id into the chosen positions, not a hard-coded {MASK_ID} {where}.")
+    put = inputs[chosen & changed]
+    if fm < 0.5 and put.numel():
+        top_id, n_top = torch.mode(put).values.item(), int((put == torch.mode(put).values).sum())
+        if n_top > 0.6 * put.numel() and top_id != mask_id:
+            raise _Fail(f"{name}: the positions that should become [MASK] hold id {top_id} instead of mask_id = {mask_id}; write the "
+                        f"mask_id argument itself into them {where}.")
     if abs(fm - 0.8) > 0.035 or abs(fr - 0.1) > 0.035 or abs(fs - 0.1) > 0.035:
         raise _Fail(
             f"{name}: of the chosen positions 80% should become MASK, 10% a random token and 10% stay unchanged, "
@@ -157,7 +167,7 @@ _MLM_LOSS_VARIANTS = variant_grid(_mlm_formula, {
     "empty": {"zero": "", "nan": _EMPTY},
     "count": {"masked": "", "all": "the loss counts positions that were not masked; only positions whose label is not IGNORE (-100) count."},
     "reduce": {"tokens": "", "sum": _MEAN, "all": "the loss is averaged over all positions; divide the summed loss by the number of masked positions (labels != IGNORE), not by B·T.",
-               "rows": _PER_ROW, "batch": _BATCH},
+               "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION},
     "logp": {"log_softmax": "", **_LOGP},
     "smoothing": {0.0: "", 0.1: _SMOOTH},
 })
@@ -282,4 +292,21 @@ def check_encoder_block(fn: Callable) -> bool:
         Case("post-norm, no mask, one token", (x(1, 1, 16), None, attn, ffn, n1, n2), {"pre_norm": False}),
     ]
     return run_check("encoder_block", fn, cases, reference_encoder_block, _BLOCK_VARIANTS,
-                     arg_names=("x", "mask", "attn", "ffn", "norm1", "norm2"), output="float")
+                     arg_names=("x", "mask", "attn", "ffn", "norm1", "norm2"), output="float", probes=[_block_zero_ffn_probe])
+
+
+def _block_zero_ffn_probe(fn, case, got, expected):
+    """With an FFN that outputs zeros the block is x + attention (pre-norm) or norm2(norm1(x + attention))
+    (post-norm); getting x back (or norm2(x)) means the attention's output was dropped on the way."""
+    x, mask, attn, ffn, n1, n2 = case.args
+    pre = case.kwargs.get("pre_norm", True)
+    zero = lambda h: torch.zeros_like(h)  # noqa: E731
+    out = fn(x, mask, attn, zero, n1, n2, **case.kwargs)
+    ref = reference_encoder_block(x, mask, attn, zero, n1, n2, **case.kwargs)
+    if not isinstance(out, Tensor) or same(out, ref):
+        return None
+    if same(out, x if pre else n2(x)):
+        return (f"encoder_block: the attention's output is lost — the FFN's residual adds to the block's input x instead of to "
+                f"x + attention; feed the updated x (after the first residual) into the second sub-layer and its residual "
+                f"(seen on the case '{case.name}').")
+    return None

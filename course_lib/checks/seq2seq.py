@@ -8,8 +8,8 @@ from torch import Tensor
 
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
-from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
-                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, variant_grid)
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
+                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid)
 
 _Case, _Variant = Case, Variant
 
@@ -65,6 +65,8 @@ def _s2s_formula(lg, y, pad_id=0, *, shift="none", pad="ignored", **kw):
     elif shift == "input":
         y = _ref_shift_right(y, BOS_ID)
     tg = y if pad == "scored" else _pads_ignored(y, PAD_ID if pad == "zero" else pad_id)
+    if pad == "eos":
+        tg = tg.masked_fill(y == EOS_ID, -100)
     return loss_formula(lg, tg, **kw)
 
 
@@ -73,8 +75,9 @@ _S2S_VARIANTS = variant_grid(_s2s_formula, {
               "again": "the logits are already aligned with the targets (the decoder input was shifted right), so do not shift again: compare logits[:, t] with targets[:, t].",
               "input": "the logits are scored against the decoder input; score them against the targets y (what the decoder must predict), not shift_right(y)."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
-            "scored": "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id)."},
-    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH},
+            "scored": "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id).",
+            "eos": "EOS is ignored like padding; EOS is a target the decoder must learn to predict (it is how it learns to stop), so ignore only pad_id."},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION},
     "logp": {"log_softmax": "", **_LOGP},
     "smoothing": {0.0: "", 0.1: _SMOOTH},
     "empty": {"zero": "", "nan": _EMPTY},
@@ -107,12 +110,12 @@ def check_seq2seq_loss(fn: Callable) -> bool:
 # --------------------------------------------------------------------------------------------
 # teacher forcing vs free running
 # --------------------------------------------------------------------------------------------
-def _free_formula(model, src, n_steps, bos_id=BOS_ID, *, feed="argmax", start="bos", extra=0, out="logits"):
+def _free_formula(model, src, n_steps, bos_id=BOS_ID, *, feed="argmax", start="bos", extra=0, out="logits", pos=-1):
     tgt_in = torch.full((src.shape[0], 1), bos_id if start == "bos" else PAD_ID, dtype=torch.long)
     steps = []
     with torch.no_grad():
         for _ in range(n_steps + extra):
-            logits = model(src, tgt_in)[:, -1]
+            logits = model(src, tgt_in)[:, pos]
             steps.append(logits)
             if feed == "sample":
                 nxt = torch.multinomial(logits.softmax(-1), 1, generator=torch.Generator().manual_seed(0))[:, 0]
@@ -144,6 +147,8 @@ _FREE_VARIANTS = [
             "one step too many: return the logits of exactly n_steps steps, shape (B, n_steps, V); got shape {got}."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, extra=-1),
             "one step too few: the first step's logits (read from [BOS] alone) count too, so return n_steps of them; got shape {got}."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, pos=0),
+            "each step reads the logits of the first position [:, 0]; the next-token prediction is at the last position, [:, -1]."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, out="ids"),
             "you returned the predicted token ids {got}; return the logits (B, n_steps, V), so that they can be scored like teacher-forced ones."),
 ]
@@ -175,4 +180,13 @@ def check_free_running_logits(fn: Callable) -> bool:
         Case("bos_id=9", (model, src(2, 5), 4), {"bos_id": 9}),
     ]
     return run_check("free_running_logits", fn, cases, reference_free_running_logits, _FREE_VARIANTS,
-                     arg_names=("model", "src", "n_steps"))
+                     arg_names=("model", "src", "n_steps"), probes=[_free_first_step_probe])
+
+
+def _free_first_step_probe(fn, case, got, expected):
+    """The first step matches but a later one does not: what is fed back is wrong."""
+    if not isinstance(got, Tensor) or got.shape != expected.shape or got.shape[1] < 2 or not same(got[:, 0], expected[:, 0]):
+        return None
+    t = next(i for i in range(got.shape[1]) if not same(got[:, i], expected[:, i]))
+    return (f"free_running_logits: step 0 matches but step {t} differs, so the tokens fed back are wrong: append the argmax over the "
+            f"vocabulary (dim=-1) of each step's last-position logits, one per row (seen on the case '{case.name}').")

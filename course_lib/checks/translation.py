@@ -141,6 +141,14 @@ def _dict_shape_check(name: str, keys: Sequence[str]):
                 if bool(diff.any()) and bool((e[diff] == PAD_ID).all()) and vals.numel() == 1:
                     return f"{name}: '{k}' is padded with {int(vals)} instead of PAD_ID = {PAD_ID} on the case '{case.name}'."
             if not _same(g, e):
+                for k2 in keys:
+                    if k2 != k and isinstance(got.get(k2), Tensor) and _same(g, expected[k2]) and not _same(e, expected[k2]):
+                        return f"{name}: '{k}' holds what '{k2}' should hold — the two are swapped (seen on the case '{case.name}')."
+                if k == "prefix_len" and isinstance(got.get("tokens"), Tensor):
+                    whole = (got["tokens"] != PAD_ID).sum(-1)
+                    covers = " covers the whole sequence;" if g.shape == whole.shape and torch.equal(g.long(), whole.long()) else ""
+                    return (f"{name}: prefix_len{covers} should be len(source) + 1 per pair — the source and <sep>, the part every "
+                            f"position may see — expected {e.tolist()}, got {g.tolist()} (seen on the case '{case.name}').")
                 return f"{name}: '{k}' differs from the reference on the case '{case.name}' (expected {e.tolist()}, got {g.tolist()})."
         return None
     return check
@@ -299,7 +307,9 @@ def check_collate_decoder(fn: Callable) -> bool:
 def _beam_variant(scores, logp, *, add=True, index="ok", per_example=True):
     B, K = scores.shape
     V = logp.shape[-1]
-    total = (scores.reshape(B * K, 1) + logp) if add == True else logp if add == False else scores.reshape(B * K, 1) * logp  # noqa: E712
+    total = (scores.reshape(B * K, 1) + logp) if add == True else logp if add == False else \
+        scores.reshape(B * K, 1) + logp.exp() if add == "prob" else scores.T.reshape(B * K, 1) + logp if add == "transposed" else \
+        scores.reshape(B * K, 1) * logp  # noqa: E712
     if per_example:
         new, flat = total.reshape(B, K * V).topk(K, dim=-1)
     else:
@@ -325,6 +335,10 @@ def _beam_per_beam(scores, logp):
 
 
 _BEAM_VARIANTS = [
+    _Variant(lambda s, lp: _beam_variant(s, lp, add="prob"),
+             "probabilities (logp.exp()) are added to the scores; beam scores are sums of log-probabilities, scores[b, k] + logp[b*K + k, v]"),
+    _Variant(lambda s, lp: _beam_variant(s, lp, add="transposed"),
+             "each beam is paired with another beam's score: scores.T.reshape(-1, 1) mixes the inputs; row b*K + k of logp belongs to scores[b, k], so use scores.reshape(B*K, 1)"),
     _Variant(lambda s, lp: (lambda n, b, t: (n, b + torch.arange(s.shape[0])[:, None] * s.shape[1], t))(*reference_beam_step(s, lp)),
              "the beam index counts across the whole batch; return the beam within its own input, 0 … K-1 (candidate c comes from beam c // V)"),
     _Variant(_beam_lowest, "you kept the K *lowest* scores; log-probabilities are ≤ 0 and higher is better, so take topk with largest=True (the default)"),
@@ -459,6 +473,28 @@ def _bleu_sentence_average(hyps, refs, max_n=4):
     return sum(reference_corpus_bleu([h], [r], max_n) for h, r in zip(hyps, refs)) / len(hyps)
 
 
+def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divide=None):
+    """BLEU with a different n-gram range (orders 1 … max_n + top), denominator (the hypothesis or the
+    reference n-grams) or tokenisation (whitespace words or characters); ``divide`` overrides the
+    number the summed log precisions are divided by."""
+    split = str.split if tok == "split" else list
+    orders = list(range(1, max_n + 1 + top))
+    matches, totals = Counter(), Counter()
+    c = r = 0
+    for h, rf in zip(hyps, refs):
+        ht, rt = split(h), split(rf)
+        c, r = c + len(ht), r + len(rt)
+        for n in orders:
+            hc, rc = _ngrams(ht, n), _ngrams(rt, n)
+            matches[n] += sum(min(k, rc[g]) for g, k in hc.items())
+            totals[n] += sum((hc if denom == "hyp" else rc).values())
+    if not orders or any(matches[n] == 0 or totals[n] == 0 for n in orders) or c == 0:
+        return 0.0
+    log_mean = sum(math.log(matches[n] / totals[n]) for n in orders) / (divide(max_n) if divide else len(orders))
+    return 100 * (1.0 if c > r else math.exp(1 - r / c)) * math.exp(log_mean)
+
+
+_ORDERS = "the n-gram orders stop one short: range(1, max_n) gives 1 … max_n - 1; use range(1, max_n + 1) so orders 1 up to max_n all count"
 _BLEU_VARIANTS = [
     _Variant(lambda h, r, max_n=4: _bleu_variant(h, r, max_n, bp="none"),
              "the brevity penalty is missing: multiply by BP = exp(1 - r/c) when the hypotheses are shorter than the references (c <= r), otherwise short, cautious output would score too well"),
@@ -492,6 +528,14 @@ _BLEU_VARIANTS = [
              "the mean of the log precisions divides by 4 whatever max_n is; average over the max_n orders"),
     _Variant(_bleu_sentence_average,
              "sentence scores are averaged: corpus BLEU pools the matches, n-gram totals and lengths over all sentences first, then computes one score"),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, top=-1), _ORDERS),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, top=-1, divide=lambda n: n), _ORDERS),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, top=1),
+             "one n-gram order too many: range(1, max_n + 2) goes up to max_n + 1; use orders 1 up to max_n"),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, denom="ref"),
+             "the precision divides by the reference n-grams (that is recall); divide the clipped matches by the number of hypothesis n-grams"),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, tok="chars"),
+             "the sentences are counted in characters; BLEU here counts whitespace tokens, so split each string with .split() first"),
 ]
 
 
