@@ -250,13 +250,13 @@ class MultiHeadAttention(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"expected x of shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}.")
         d = self.d_model
-        w, b = self.in_proj.weight, self.in_proj.bias
         is_cross = context is not None
         if is_cross:
             if context.dim() != 3 or context.shape[-1] != d or context.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"context must be (B={x.shape[0]}, T_k, d_model={d}) to match x {tuple(x.shape)}; got {tuple(context.shape)}."
                 )
+            w, b = self.in_proj.weight, self.in_proj.bias  # rows: W_Q (from x), then W_K, W_V (from context)
             q = self._heads(F.linear(x, w[:d], None if b is None else b[:d]))
             if cache is not None and len(cache) > 0:
                 k, v = cache.k, cache.v  # encoder K/V: computed once per sequence, then reused

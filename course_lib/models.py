@@ -45,7 +45,8 @@ class Embeddings(nn.Module):
         # Reading min/max back is free on the CPU but makes a GPU wait; there, check only multi-token
         # inputs (a decoding step's token comes from the model's own logits, so it is in range).
         if tokens.numel() and (tokens.device.type == "cpu" or tokens.shape[1] > 1):
-            lo, hi = (int(t) for t in tokens.aminmax())
+            lo, hi = tokens.aminmax()
+            lo, hi = int(lo), int(hi)
             if hi >= self.cfg.vocab_size or lo < 0:
                 raise ValueError(f"token ids must lie in [0, vocab_size={self.cfg.vocab_size}); got max {hi}, min {lo}.")
         end = start + tokens.shape[1]
