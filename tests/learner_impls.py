@@ -1335,6 +1335,8 @@ wrong(CROSS, r"heads are missing")(lambda x, c, wq, wk, wv, wo, h, m=None: _cros
 # =============================================================================================
 from learner_impls_blind import CORRECT as _BLIND_CORRECT  # noqa: E402
 from learner_impls_blind import WRONG as _BLIND_WRONG  # noqa: E402
+from learner_impls_blind2 import CORRECT as _BLIND2_CORRECT  # noqa: E402
+from learner_impls_blind2 import WRONG as _BLIND2_WRONG  # noqa: E402
 
-WRONG += _BLIND_WRONG
-CORRECT += _BLIND_CORRECT
+WRONG += _BLIND_WRONG + _BLIND2_WRONG
+CORRECT += _BLIND_CORRECT + _BLIND2_CORRECT

@@ -331,7 +331,10 @@ def type_problem(name: str, got, expected, output, case_name: str, what: str | N
         return (f"{name} returned {label} as {str(got.dtype).replace('torch.', 'torch.')} {where}; token ids and indices must be integers "
                 "(torch.long) — nn.Embedding and indexing reject floats — so use .long() or integer operations (//, argmax, torch.full(..., dtype=torch.long)).")
     if output == "float" and not got.is_floating_point():
-        return f"{name} returned {label} of dtype {got.dtype} {where}; it should be a floating-point tensor."
+        if got.dim() == expected.dim() - 1 and tuple(got.shape) == tuple(expected.shape[:-1]):
+            return (f"{name} returned integer indices of shape {_fmt(_shape(got))} (one per row) {where}; return floating-point values of "
+                    f"shape {_fmt(_shape(expected))}, one per entry of the last axis (e.g. a one-hot row for an argmax).")
+        return f"{name} returned {label} of dtype {got.dtype} {where}; it should be a floating-point tensor of shape {_fmt(_shape(expected))}."
     return None
 
 
@@ -478,6 +481,21 @@ def structural_hint(name: str, case: Case, got, expected, *, is_mask: bool = Fal
     return None
 
 
+def _axes_note(got: Tensor, expected: Tensor) -> str:
+    """'; axis 0 (the batch) has 1 entry instead of 3 — …' for a shape mismatch of equal rank."""
+    if got.dim() != expected.dim():
+        extra = got.dim() - expected.dim()
+        return f"; it has {abs(extra)} {'more' if extra > 0 else 'fewer'} ax{'es' if abs(extra) > 1 else 'is'} than expected"
+    diff = [i for i in range(got.dim()) if got.shape[i] != expected.shape[i]]
+    if sorted(got.shape) == sorted(expected.shape) and len(diff) >= 2:
+        return "; the same sizes in another order: some axes are swapped"
+    if len(diff) != 1:
+        return ""
+    i = diff[0]
+    what = " (the batch: keep every row)" if i == 0 and got.dim() >= 2 else ""
+    return f"; axis {i}{what} has {got.shape[i]} entries instead of {expected.shape[i]}"
+
+
 def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant], *, is_mask: bool = False,
               more: Callable[[], str | None] | None = None) -> str | None:
     """None if ``got`` matches ``expected``; otherwise one sentence naming the likely mistake.
@@ -522,7 +540,7 @@ def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant],
                 "number (the mean over the counted tokens), shape ()."
             )
         if got_t.numel() != 1 and got_t.shape != expected.shape:
-            return f"{name} returned shape {_fmt(_shape(got_t))} but the expected shape is {_fmt(_shape(expected))} {where}."
+            return f"{name} returned shape {_fmt(_shape(got_t))} but the expected shape is {_fmt(_shape(expected))} {where}{_axes_note(got_t, expected)}."
         if got_t.is_floating_point() and bool(torch.isnan(got_t).any()) and not bool(torch.isnan(expected).any()):
             if expected.numel() == 1:
                 return (f"{name} returned NaN {where}, where the reference gives {number(expected)}; when nothing is counted the loss must be 0 "
@@ -762,6 +780,32 @@ _PER_POSITION = ("the loss is averaged per position over the batch and then over
                  "so every token weighs the same.")
 _SMOOTH = "label smoothing is on; this loss is the plain cross-entropy (label_smoothing=0, the default)."
 _EMPTY = "when nothing is counted the loss must be 0, not NaN (0 / 0); return `logits.sum() * 0.0` in that case."
+
+
+def denominator_probe(name: str, counted: Callable[..., Tensor]) -> Callable:
+    """A probe for mean losses: ``counted(*case.args, **case.kwargs)`` is the bool (B, T') mask of the
+    counted targets. If the learner's loss is the right *sum* divided by another whole number (B,
+    B·T', N ± 1, …), say which number it divided by."""
+    def probe(fn, case, got, expected):
+        got_t = _as_tensor(got)
+        if not isinstance(got_t, Tensor) or got_t.numel() != 1 or not isinstance(expected, Tensor) or expected.numel() != 1:
+            return None
+        keep = counted(*case.args, **case.kwargs)
+        n = int(keep.sum())
+        g_val, e_val = float(got_t.detach()), float(expected.detach())
+        if n == 0 or abs(g_val) < 1e-12 or not math.isfinite(g_val) or abs(e_val) < 1e-9:
+            return None
+        d = e_val * n / g_val
+        if abs(d - round(d)) > 1e-3 * max(1.0, abs(d)) or round(d) == n or round(d) <= 0:
+            return None
+        d = int(round(d))
+        b, t = keep.shape[0], keep.shape[-1]
+        named = {b: f"B = {b}, the batch size", b * t: f"{b * t}, every position (B·T)", n + 1: f"{n + 1}, the count plus one",
+                 n - 1: f"{n - 1}, the count minus one"}
+        what = named.get(d, str(d))
+        return (f"{name}: your loss is the right sum divided by {what}, but {n} targets are counted on the case '{case.name}'; "
+                "divide the summed loss by the number of counted targets.")
+    return probe
 
 
 def _logits_case(g: torch.Generator, b: int, t: int, v: int, scale: float = 2.0) -> Tensor:

@@ -15,7 +15,7 @@ from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
-                    loss_formula, not_callable, register, run_check, type_problem, variant_grid)
+                    loss_formula, not_callable, register, run_check, type_problem, variant_grid, denominator_probe)
 
 _Case, _Variant, _Fail = Case, Variant, Fail
 
@@ -29,6 +29,8 @@ __all__ = ["check_clm_loss", "check_next_token_probs", "check_greedy_decode_with
 def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
     if shift == "ok":
         lg, tg = lg[:, :-1], tok[:, 1:]
+    elif shift == "same":
+        lg, tg = lg[:, 1:], tok[:, 1:]
     elif shift == "two":
         lg, tg = lg[:, :-2], tok[:, 2:]
     elif shift == "wrong_way":
@@ -47,6 +49,7 @@ _SHIFT = "the targets are not shifted: the logits at position t predict the toke
 _CLM_VARIANTS = variant_grid(_clm_formula, {
     "shift": {"ok": "", "none": _SHIFT,
               "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:]).",
+              "same": "both the logits and the tokens are cut at the start, so each position is scored against its own token; drop the *last* logit and the first token (logits[:, :-1] against tokens[:, 1:]).",
               "two": "the targets are shifted by two positions; the logits at t predict the very next token, t+1: logits[:, :-1] against tokens[:, 1:]."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
             "scored": "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id).",
@@ -78,6 +81,7 @@ def check_clm_loss(fn: Callable) -> bool:
     ref = lambda lg, tok, pad_id=PAD_ID: _ref_clm_loss(lg, tok, pad_id=pad_id)  # noqa: E731
     names = ("logits", "tokens")
     return run_check("clm_loss", fn, cases, ref, _CLM_VARIANTS, arg_names=names, output="loss",
+                     probes=[denominator_probe("clm_loss", lambda lg, tok, pad_id=PAD_ID: tok[:, 1:] != pad_id)],
                      properties=[loss_backward_property("clm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
 
 
@@ -368,6 +372,15 @@ def _greedy_diagnosis(name: str, case: Case, model, got, expected, calls, where:
         return f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))}: one token too few; the first new token comes from the logits of the prompt's last position, so {n} steps give up to {n} tokens {where}."
     if got.shape != expected.shape:
         return f"{name} returned shape {_fmt(_shape(got))} but the expected shape is {_fmt(_shape(expected))} {where}."
+    after = torch.zeros_like(expected, dtype=torch.bool)  # positions after each row's first EOS
+    for b in range(expected.shape[0]):
+        hit = (expected[b] == eos_id).nonzero()
+        if hit.numel():
+            after[b, int(hit[0]) + 1:] = True
+    if bool(after.any()) and torch.equal(got[~after], expected[~after]) and not torch.equal(got[after], expected[after]):
+        held = got[after][got[after] != pad_id][0].item()
+        return (f"{name}: after a row's EOS every position must be padded with pad_id = {pad_id}, but yours holds {held} there; "
+                f"finished rows emit only pad_id {where}.")
     bad = int((got != expected).any(0).nonzero()[0])
     return (f"{name} differs from course_lib.generate from new token {bad} on (case '{case.name}'); the first new token comes from "
             "the logits at the prompt's last position, and each next one from the logits of the token just fed (greedy: always the argmax, never a sample).")

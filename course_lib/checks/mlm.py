@@ -10,7 +10,7 @@ from ..losses import IGNORE
 from ..losses import mlm_loss as _ref_mlm_loss
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
                     _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
-                    not_callable, register, run_check, same, variant_grid)
+                    not_callable, register, run_check, same, variant_grid, denominator_probe)
 
 _Case, _Fail = Case, Fail
 
@@ -204,6 +204,7 @@ def check_mlm_loss(fn: Callable) -> bool:
     ref = lambda lg, lb: _ref_mlm_loss(lg, lb)  # noqa: E731
     names = ("logits", "labels")
     return run_check("mlm_loss", fn, cases, ref, _MLM_LOSS_VARIANTS, arg_names=names, output="loss",
+                     probes=[denominator_probe("mlm_loss", lambda lg, lb: lb != IGNORE)],
                      properties=[loss_backward_property("mlm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
 
 

@@ -9,7 +9,7 @@ from torch import Tensor
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
-                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid)
+                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid, denominator_probe)
 
 _Case, _Variant = Case, Variant
 
@@ -62,6 +62,8 @@ def check_shift_right(fn: Callable) -> bool:
 def _s2s_formula(lg, y, pad_id=0, *, shift="none", pad="ignored", **kw):
     if shift == "again":
         lg, y = lg[:, :-1], y[:, 1:]
+    elif shift == "drop_first":
+        lg, y = lg[:, 1:], y[:, 1:]
     elif shift == "input":
         y = _ref_shift_right(y, BOS_ID)
     tg = y if pad == "scored" else _pads_ignored(y, PAD_ID if pad == "zero" else pad_id)
@@ -73,6 +75,7 @@ def _s2s_formula(lg, y, pad_id=0, *, shift="none", pad="ignored", **kw):
 _S2S_VARIANTS = variant_grid(_s2s_formula, {
     "shift": {"none": "",
               "again": "the logits are already aligned with the targets (the decoder input was shifted right), so do not shift again: compare logits[:, t] with targets[:, t].",
+              "drop_first": "the first position is dropped (or the pair shifted); the logits at position t, read from BOS and y_1 … y_t, predict targets[:, t] — score every position, logits[:, t] against targets[:, t].",
               "input": "the logits are scored against the decoder input; score them against the targets y (what the decoder must predict), not shift_right(y)."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
             "scored": "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id).",
@@ -103,6 +106,7 @@ def check_seq2seq_loss(fn: Callable) -> bool:
     ref = lambda lg, y, pad_id=PAD_ID: _ref_seq2seq_loss(lg, y, pad_id=pad_id)  # noqa: E731
     names = ("logits", "targets")
     return run_check("seq2seq_loss", fn, cases, ref, _S2S_VARIANTS, arg_names=names, output="loss",
+                     probes=[denominator_probe("seq2seq_loss", lambda lg, y, pad_id=PAD_ID: y != pad_id)],
                      properties=[loss_backward_property("seq2seq_loss", [cases[0], cases[-1]], ref, arg_names=names)])
 
 

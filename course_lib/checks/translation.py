@@ -132,6 +132,18 @@ def _dict_shape_check(name: str, keys: Sequence[str]):
             if k == "tgt_out" and g.dim() == 2 and tuple(g.shape) == (e.shape[0], e.shape[1] - 1):
                 return f"{name}: 'tgt_out' is one token short on the case '{case.name}': EOS is missing; append EOS (id 2) to every target, tgt_out = target + EOS."
             if tuple(g.shape) != tuple(e.shape):
+                if g.dim() == 2 and e.dim() == 2 and g.shape[0] == e.shape[0] and abs(g.shape[1] - e.shape[1]) == 1:
+                    rows = lambda t: [[x for x in r if x != PAD_ID] for r in t.tolist()]  # noqa: E731
+                    gr, er = rows(g), rows(e)
+                    if all(len(a) == len(b) + 1 for a, b in zip(gr, er)):
+                        end = "start" if all(a[1:] == b for a, b in zip(gr, er)) else "end" if all(a[:-1] == b for a, b in zip(gr, er)) else None
+                        if end:
+                            tok = gr[0][0] if end == "start" else gr[0][-1]
+                            return f"{name}: '{k}' has one token too many in every row — an extra id {tok} at the {end} (seen on the case '{case.name}')."
+                    if all(len(a) + 1 == len(b) for a, b in zip(gr, er)):
+                        end = "first" if all(b[1:] == a for a, b in zip(gr, er)) else "last" if all(b[:-1] == a for a, b in zip(gr, er)) else None
+                        if end:
+                            return f"{name}: '{k}' is one token short in every row — the {end} token (id {er[0][0] if end == 'first' else er[0][-1]} in row 0) is missing (seen on the case '{case.name}')."
                 return f"{name}: '{k}' has shape {tuple(g.shape)} but should have shape {tuple(e.shape)} on the case '{case.name}' (pad every row to the longest one)."
             if e.dtype == torch.bool and g.dtype != torch.bool and g.shape == e.shape and torch.equal(g != 0, e):
                 return f"{name}: '{k}' holds the right positions but has dtype {g.dtype}; make it a torch.bool tensor (e.g. with a comparison)."
@@ -309,6 +321,7 @@ def _beam_variant(scores, logp, *, add=True, index="ok", per_example=True):
     V = logp.shape[-1]
     total = (scores.reshape(B * K, 1) + logp) if add == True else logp if add == False else \
         scores.reshape(B * K, 1) + logp.exp() if add == "prob" else scores.T.reshape(B * K, 1) + logp if add == "transposed" else \
+        (scores[:, :, None] + logp.view(K, B, V).transpose(0, 1)).reshape(B * K, V) if add == "kb" else \
         scores.reshape(B * K, 1) * logp  # noqa: E712
     if per_example:
         new, flat = total.reshape(B, K * V).topk(K, dim=-1)
@@ -337,6 +350,8 @@ def _beam_per_beam(scores, logp):
 _BEAM_VARIANTS = [
     _Variant(lambda s, lp: _beam_variant(s, lp, add="prob"),
              "probabilities (logp.exp()) are added to the scores; beam scores are sums of log-probabilities, scores[b, k] + logp[b*K + k, v]"),
+    _Variant(lambda s, lp: _beam_variant(s, lp, add="kb"),
+             "each beam is paired with another beam's log-probabilities: logp.view(K, B, V) mixes the inputs; row b*K + k of logp belongs to scores[b, k], so use logp.view(B, K, V)"),
     _Variant(lambda s, lp: _beam_variant(s, lp, add="transposed"),
              "each beam is paired with another beam's score: scores.T.reshape(-1, 1) mixes the inputs; row b*K + k of logp belongs to scores[b, k], so use scores.reshape(B*K, 1)"),
     _Variant(lambda s, lp: (lambda n, b, t: (n, b + torch.arange(s.shape[0])[:, None] * s.shape[1], t))(*reference_beam_step(s, lp)),
@@ -473,7 +488,7 @@ def _bleu_sentence_average(hyps, refs, max_n=4):
     return sum(reference_corpus_bleu([h], [r], max_n) for h, r in zip(hyps, refs)) / len(hyps)
 
 
-def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divide=None):
+def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divide=None, clip="min", lengths="tokens"):
     """BLEU with a different n-gram range (orders 1 … max_n + top), denominator (the hypothesis or the
     reference n-grams) or tokenisation (whitespace words or characters); ``divide`` overrides the
     number the summed log precisions are divided by."""
@@ -483,10 +498,10 @@ def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divid
     c = r = 0
     for h, rf in zip(hyps, refs):
         ht, rt = split(h), split(rf)
-        c, r = c + len(ht), r + len(rt)
+        c, r = (c + len(ht), r + len(rt)) if lengths == "tokens" else (c + len(h), r + len(rf))
         for n in orders:
             hc, rc = _ngrams(ht, n), _ngrams(rt, n)
-            matches[n] += sum(min(k, rc[g]) for g, k in hc.items())
+            matches[n] += len(set(hc) & set(rc)) if clip == "set" else sum(min(k, rc[g]) for g, k in hc.items())
             totals[n] += sum((hc if denom == "hyp" else rc).values())
     if not orders or any(matches[n] == 0 or totals[n] == 0 for n in orders) or c == 0:
         return 0.0
@@ -534,6 +549,10 @@ _BLEU_VARIANTS = [
              "one n-gram order too many: range(1, max_n + 2) goes up to max_n + 1; use orders 1 up to max_n"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, denom="ref"),
              "the precision divides by the reference n-grams (that is recall); divide the clipped matches by the number of hypothesis n-grams"),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, lengths="chars"),
+             "the lengths c and r of the brevity penalty are counted in characters (len of the string); count words, len(hyp.split())"),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, clip="set"),
+             "each matching n-gram is counted once (a set); count it min(count in the hypothesis, count in the reference) times — clipping, not de-duplication"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, tok="chars"),
              "the sentences are counted in characters; BLEU here counts whitespace tokens, so split each string with .split() first"),
 ]
