@@ -243,15 +243,21 @@ class TypedTranslation:
     text: str  # as typed
     source: str  # normalised, unknown words left out (what the model reads)
     unknown: list[str]  # words outside the vocabulary
-    translation: str | None  # None when no known word is left
+    translation: str | None  # None when too little is left (see translate_typed)
 
 
 def translate_typed(model: nn.Module, family: str, tokenizer: WordTokenizer, sentences: Sequence[str],
                     source_words=None, **kw) -> list[TypedTranslation]:
     """Translate sentences as a person types them (any case, with or without the final full stop,
-    possibly with words the toy vocabulary lacks): see :func:`prepare_source`."""
+    possibly with words the toy vocabulary lacks): see :func:`prepare_source`. A sentence is left
+    untranslated (``translation=None``) when no known word remains, or only one next to unknown words."""
     prepared = [prepare_source(s, tokenizer, source_words) for s in sentences]
-    todo = [i for i, (src, _) in enumerate(prepared) if any(_is_word(t) for t in tokenizer.tokenize(src))]
+
+    def enough(src: str, unknown: list[str]) -> bool:  # with words missing, one known word alone says nothing
+        n_known = sum(_is_word(t) for t in tokenizer.tokenize(src))
+        return n_known >= (2 if unknown else 1)
+
+    todo = [i for i, (src, unknown) in enumerate(prepared) if enough(src, unknown)]
     outs = translate(model, family, tokenizer, [prepared[i][0] for i in todo], **kw) if todo else []
     done = dict(zip(todo, outs))
     return [TypedTranslation(text, src, unknown, done.get(i)) for i, (text, (src, unknown)) in enumerate(zip(sentences, prepared))]
@@ -533,7 +539,8 @@ def _run_translate(args) -> None:
         print(f"{r.text}\t{r.translation if r.translation is not None else ''}")
         if r.unknown:
             words = ", ".join(repr(w) for w in r.unknown)
-            what = (f"translated {r.source!r} instead" if r.translation is not None else "nothing left to translate")
+            what = (f"translated {r.source!r} instead" if r.translation is not None else
+                    "too little is left to translate")
             print(f"note: {words} {'is' if len(r.unknown) == 1 else 'are'} not among {_vocabulary_note(source_words, tok)} "
                   f"(a toy fragment of English); {what}.", file=sys.stderr)
         elif r.translation is None:

@@ -73,9 +73,13 @@ def test_typed_sentence_is_translated_as_its_training_form(data, saved):
     # whatever the model, typing without the full stop must give exactly what the training form gives
     _, model = saved
     tok = data.tokenizer
-    typed = translate_typed(model, "encdec", tok, TYPED + ["zebra"], data.source_words())
+    typed = translate_typed(model, "encdec", tok, TYPED + ["zebra", "the zebra flies", "I love you", "Dogs"],
+                            data.source_words())
     assert [t.translation for t in typed[:2]] == translate(model, "encdec", tok, [s + "." for s in TYPED])
     assert typed[2].translation is None and typed[2].unknown == ["zebra"]
+    assert typed[3].translation is None and typed[3].source == "the."  # one known word next to unknown ones
+    assert typed[4].translation == translate(model, "encdec", tok, ["i you."])[0]  # two known words: translated
+    assert typed[5].translation is not None and typed[5].unknown == []  # one word, all known
 
 
 def test_saved_model_keeps_its_source_words(data, saved):
@@ -105,7 +109,8 @@ def test_cli_translate_typed_sentences_and_unknown_words(saved, data, capsys):
     expected = translate(model, "encdec", data.tokenizer, [s + "." for s in TYPED])
     assert [line.split("\t")[1] for line in lines[:2]] == expected
     n_words = sum(any(c.isalnum() for c in w) for w in data.source_words())
-    assert f"'zebra', 'flies' are not among the {n_words} English words" in err
+    assert f"'zebra', 'flies' are not among the {n_words} English words" in err and "too little is left" in err
+    assert lines[2] == "the zebra flies\t"
     assert f"'love' is not among the {n_words} English words" in err and "translated 'i you.' instead" in err
 
 
