@@ -1337,6 +1337,8 @@ from learner_impls_blind import CORRECT as _BLIND_CORRECT  # noqa: E402
 from learner_impls_blind import WRONG as _BLIND_WRONG  # noqa: E402
 from learner_impls_blind2 import CORRECT as _BLIND2_CORRECT  # noqa: E402
 from learner_impls_blind2 import WRONG as _BLIND2_WRONG  # noqa: E402
+from learner_impls_blind3 import CORRECT as _BLIND3_CORRECT  # noqa: E402
+from learner_impls_blind3 import WRONG as _BLIND3_WRONG  # noqa: E402
 
-WRONG += _BLIND_WRONG + _BLIND2_WRONG
-CORRECT += _BLIND_CORRECT + _BLIND2_CORRECT
+WRONG += _BLIND_WRONG + _BLIND2_WRONG + _BLIND3_WRONG
+CORRECT += _BLIND_CORRECT + _BLIND2_CORRECT + _BLIND3_CORRECT

@@ -489,6 +489,8 @@ def _axes_note(got: Tensor, expected: Tensor) -> str:
     diff = [i for i in range(got.dim()) if got.shape[i] != expected.shape[i]]
     if sorted(got.shape) == sorted(expected.shape) and len(diff) >= 2:
         return "; the same sizes in another order: some axes are swapped"
+    if got.numel() == expected.numel() and len(diff) >= 2:
+        return "; the same number of values arranged differently: the wrong axes were merged or split"
     if len(diff) != 1:
         return ""
     i = diff[0]
@@ -752,6 +754,9 @@ def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", log
         return per.sum() / targets.shape[0]
     if reduce == "all":
         return per.mean()
+    if reduce == "rows_sum":
+        cnt = keep.sum(1)
+        return (per.sum(1) / cnt.clamp(min=1)).sum()
     if reduce == "positions":  # mean over the batch at each position, then over the positions
         cnt = keep.sum(0)
         cols = per.sum(0) / cnt.clamp(min=1)
@@ -776,6 +781,8 @@ _LOGP = {
     "wrong_axis": "the log-softmax runs over the wrong axis (dim=1, the positions); normalise over the vocabulary, dim=-1 (F.cross_entropy does this on (B·T, V) logits).",
     "double_softmax": "the logits go through a softmax before the cross-entropy, which applies its own log-softmax; pass the raw logits, not probabilities.",
 }
+_ROWS_SUM = ("the per-sequence means are added up over the batch; average over all counted tokens at once (one sum, divided by "
+             "the number of counted tokens).")
 _PER_POSITION = ("the loss is averaged per position over the batch and then over the positions; average over all counted tokens at once, "
                  "so every token weighs the same.")
 _SMOOTH = "label smoothing is on; this loss is the plain cross-entropy (label_smoothing=0, the default)."
@@ -796,13 +803,12 @@ def denominator_probe(name: str, counted: Callable[..., Tensor]) -> Callable:
         if n == 0 or abs(g_val) < 1e-12 or not math.isfinite(g_val) or abs(e_val) < 1e-9:
             return None
         d = e_val * n / g_val
-        if abs(d - round(d)) > 1e-3 * max(1.0, abs(d)) or round(d) == n or round(d) <= 0:
-            return None
-        d = int(round(d))
         b, t = keep.shape[0], keep.shape[-1]
         named = {b: f"B = {b}, the batch size", b * t: f"{b * t}, every position (B·T)", n + 1: f"{n + 1}, the count plus one",
-                 n - 1: f"{n - 1}, the count minus one"}
-        what = named.get(d, str(d))
+                 n - 1: f"{n - 1}, the count minus one", n / b: f"{number(n / b)}, the average count per row"}
+        what = next((w for x, w in named.items() if x > 0 and x != n and abs(d - x) < 1e-3 * max(1.0, x)), None)
+        if what is None:
+            return None
         return (f"{name}: your loss is the right sum divided by {what}, but {n} targets are counted on the case '{case.name}'; "
                 "divide the summed loss by the number of counted targets.")
     return probe

@@ -13,7 +13,7 @@ from ..config import ModelConfig
 from ..generation import generate
 from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
-from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
                     loss_formula, not_callable, register, run_check, type_problem, variant_grid, denominator_probe)
 
@@ -29,6 +29,9 @@ __all__ = ["check_clm_loss", "check_next_token_probs", "check_greedy_decode_with
 def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
     if shift == "ok":
         lg, tg = lg[:, :-1], tok[:, 1:]
+    elif shift == "flat":  # shifted on the flattened batch: rows run into each other
+        v = lg.shape[-1]
+        lg, tg = lg.reshape(1, -1, v)[:, :-1], tok.reshape(1, -1)[:, 1:]
     elif shift == "same":
         lg, tg = lg[:, 1:], tok[:, 1:]
     elif shift == "two":
@@ -37,6 +40,8 @@ def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
         lg, tg = lg[:, 1:], tok[:, :-1]
     else:
         tg = tok
+    if pad == "only":  # the keep mask inverted: only padding is scored
+        return loss_formula(lg, tg.masked_fill(tg != pad_id, -100), **kw)
     if pad == "inputs":  # padding judged on the inputs, not on the targets
         tg = tg.masked_fill(tok[:, :-1] == pad_id, -100) if shift == "ok" else tg
     else:
@@ -49,12 +54,14 @@ _SHIFT = "the targets are not shifted: the logits at position t predict the toke
 _CLM_VARIANTS = variant_grid(_clm_formula, {
     "shift": {"ok": "", "none": _SHIFT,
               "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:]).",
+              "flat": "the shift is done on the flattened batch, so each row's last logit is scored against the next row's first token; shift within each row: logits[:, :-1] against tokens[:, 1:].",
               "same": "both the logits and the tokens are cut at the start, so each position is scored against its own token; drop the *last* logit and the first token (logits[:, :-1] against tokens[:, 1:]).",
               "two": "the targets are shifted by two positions; the logits at t predict the very next token, t+1: logits[:, :-1] against tokens[:, 1:]."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
             "scored": "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id).",
+            "only": "only the padding is scored — the mask is inverted; count the targets that are *not* pad_id (targets != pad_id).",
             "inputs": "padding is judged on the inputs tokens[:, :-1]; ignore the positions whose *target*, tokens[:, 1:], is padding."},
-    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION, "rows_sum": _ROWS_SUM},
     "logp": {"log_softmax": "", **_LOGP},
     "smoothing": {0.0: "", 0.1: _SMOOTH},
     "empty": {"zero": "", "nan": _EMPTY},
@@ -94,7 +101,7 @@ def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None =
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(torch.float32)
     lg = logits.float()
-    t = {"divide": temperature, "multiply": 1.0 / temperature, "none": 1.0}[temp]
+    t = {"divide": temperature, "multiply": 1.0 / temperature, "none": 1.0, "twice": temperature ** 2}[temp]
     if order == "temp_first":
         lg = lg / t
     if top_k is not None and not p_first:
@@ -134,7 +141,8 @@ def reference_next_token_probs(logits: Tensor, temperature: float = 1.0, top_k: 
 
 _PROBS_VARIANTS = variant_grid(lambda *a, **kw: _probs_formula(*a, **kw), {
     "temp": {"divide": "", "multiply": "the logits are multiplied by the temperature; divide them (T < 1 sharpens, T > 1 flattens).",
-             "none": "the temperature is ignored; divide the logits by it before the softmax."},
+             "none": "the temperature is ignored; divide the logits by it before the softmax.",
+             "twice": "the temperature is applied twice (the logits are divided by T²); divide the logits by the temperature once."},
     "k_off": {0: "", 1: "top-k keeps one token too many; keep exactly the k largest logits.",
               -1: "top-k keeps one token too few; keep exactly the k largest logits (compare with the k-th largest using <, not <=)."},
     "nucleus": {"include": "", "exclude": "top-p drops the token that crosses p; keep the smallest set of tokens whose probabilities sum to *at least* p, i.e. drop a token only if the mass before it already reaches p.",
@@ -382,6 +390,15 @@ def _greedy_diagnosis(name: str, case: Case, model, got, expected, calls, where:
         return (f"{name}: after a row's EOS every position must be padded with pad_id = {pad_id}, but yours holds {held} there; "
                 f"finished rows emit only pad_id {where}.")
     bad = int((got != expected).any(0).nonzero()[0])
+    if bad == 0:
+        with torch.no_grad():
+            first = model(prompt).argmax(-1)  # (B, P): the greedy token read at every prompt position
+        at = [p for p in range(P - 1) if torch.equal(first[:, p], got[:, 0])]
+        if at:
+            return (f"{name}: the first new token is read from the logits at prompt position {at[0]}; it comes from the prompt's "
+                    f"last position, logits[:, -1] {where}.")
+        return (f"{name}: the first new token is not the argmax of the logits at the prompt's last position — greedy decoding "
+                f"never samples; take logits[:, -1].argmax(-1) {where}.")
     return (f"{name} differs from course_lib.generate from new token {bad} on (case '{case.name}'); the first new token comes from "
             "the logits at the prompt's last position, and each next one from the logits of the token just fed (greedy: always the argmax, never a sample).")
 

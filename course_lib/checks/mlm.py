@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..losses import IGNORE
 from ..losses import mlm_loss as _ref_mlm_loss
-from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
                     _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
                     not_callable, register, run_check, same, variant_grid, denominator_probe)
 
@@ -51,6 +51,11 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
             raise _Fail(f"{name} returned {what} of shape {_fmt(_shape(t))} but the expected shape is {_fmt(_shape(tokens))} (the shape of tokens) {where}.")
         if t.is_floating_point() or t.dtype == torch.bool:
             raise _Fail(f"{name} returned {what} of dtype {t.dtype}; token ids must be integers (torch.long) {where}.")
+    other = labels[(labels != tokens)]
+    if not bool((labels == IGNORE).any()) and other.numel() and bool((other == other[0]).all()) and int(other[0]) not in (PAD_ID, IGNORE) \
+            and int(other[0]) < 0:
+        raise _Fail(f"{name}: positions that were not chosen hold the label {int(other[0])}; use IGNORE = -100 (course_lib.IGNORE), the "
+                    f"value the loss skips {where}.")
     if not bool((labels == IGNORE).any()) and bool((labels == PAD_ID).any()) and bool(((labels == PAD_ID) & (tokens != PAD_ID)).any()):
         raise _Fail(f"{name}: positions that were not chosen must get the label IGNORE = -100 (course_lib.IGNORE), not 0, which is the PAD token {where}.")
     if tokens.numel() >= 1000 and p < 0.9 and float((labels != IGNORE).float().mean()) > 0.98:
@@ -82,6 +87,9 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
     fm, fr, fs = st["frac_mask"], st["frac_random"], st["frac_same"]
     if mask_id != MASK_ID and fm < 0.5 and bool((inputs == MASK_ID).any()):
         raise _Fail(f"{name}: the mask_id argument is ignored; write mask_id into the chosen positions, not a hard-coded {MASK_ID} {where}.")
+    if fs < 0.02 and abs(fm - 0.8 / 0.9) < 0.04:
+        raise _Fail(f"{name}: the chosen positions left unchanged (10%) got no label; label every chosen position with its original "
+                    f"token, also those kept as they are {where}.")
     put = inputs[chosen & changed]
     if fm < 0.5 and put.numel():
         top_id, n_top = torch.mode(put).values.item(), int((put == torch.mode(put).values).sum())
@@ -167,7 +175,7 @@ _MLM_LOSS_VARIANTS = variant_grid(_mlm_formula, {
     "empty": {"zero": "", "nan": _EMPTY},
     "count": {"masked": "", "all": "the loss counts positions that were not masked; only positions whose label is not IGNORE (-100) count."},
     "reduce": {"tokens": "", "sum": _MEAN, "all": "the loss is averaged over all positions; divide the summed loss by the number of masked positions (labels != IGNORE), not by B·T.",
-               "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION},
+               "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION, "rows_sum": _ROWS_SUM},
     "logp": {"log_softmax": "", **_LOGP},
     "smoothing": {0.0: "", 0.1: _SMOOTH},
 })
@@ -215,7 +223,7 @@ def check_mlm_loss(fn: Callable) -> bool:
 # --------------------------------------------------------------------------------------------
 def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual="both", where="ok", swap_norms=False,
                    pass_mask=True, order="attn_first", res_from="input", final=False, skip_norm=None):
-    n1, n2 = (norm2, norm1) if swap_norms else (norm1, norm2)
+    n1, n2 = (norm2, norm1) if swap_norms is True else (norm1, norm1) if swap_norms == "norm1" else (norm1, norm2)
     pre = pre_norm if where == "ok" else not pre_norm
     m = mask if pass_mask else None
     subs = [(lambda h: attn(h, m), n1), (lambda h: ffn(h), n2)]
@@ -246,7 +254,8 @@ _BLOCK_VARIANTS = variant_grid(_block_formula, {
     "residual": {"both": "", "no_attn": "the residual connection around attention is missing: add the block's input back, x + attn(…).",
                  "no_ffn": "the residual connection around the FFN is missing: add its input back, x + ffn(…).",
                  "none": "there are no residual connections: each sub-layer's output is added to its input (x + f(…))."},
-    "swap_norms": {False: "", True: "norm1 and norm2 are swapped: norm1 goes with attention, norm2 with the FFN."},
+    "swap_norms": {False: "", True: "norm1 and norm2 are swapped: norm1 goes with attention, norm2 with the FFN.",
+                   "norm1": "norm1 is used for both sub-layers; the FFN has its own norm, norm2 (x + ffn(norm2(x)))."},
     "pass_mask": {True: "", False: "the mask is not passed to attention, so padded keys are attended to; call attn(h, mask)."},
     "order": {"attn_first": "", "ffn_first": "the sub-layers are in the wrong order: attention first, then the FFN."},
     "skip_norm": {None: "", 0: "a norm is missing: in pre-norm, attention reads norm1(x), x = x + attn(norm1(x), mask).",

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
-from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
+from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
                     _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid, denominator_probe)
 
 _Case, _Variant = Case, Variant
@@ -66,6 +66,8 @@ def _s2s_formula(lg, y, pad_id=0, *, shift="none", pad="ignored", **kw):
         lg, y = lg[:, 1:], y[:, 1:]
     elif shift == "input":
         y = _ref_shift_right(y, BOS_ID)
+    if pad == "only":
+        return loss_formula(lg, y.masked_fill(y != pad_id, -100), **kw)
     tg = y if pad == "scored" else _pads_ignored(y, PAD_ID if pad == "zero" else pad_id)
     if pad == "eos":
         tg = tg.masked_fill(y == EOS_ID, -100)
@@ -79,8 +81,9 @@ _S2S_VARIANTS = variant_grid(_s2s_formula, {
               "input": "the logits are scored against the decoder input; score them against the targets y (what the decoder must predict), not shift_right(y)."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
             "scored": "padding is scored: targets equal to pad_id must be ignored (ignore_index=pad_id).",
+            "only": "only the padding is scored — the mask is inverted; count the targets that are *not* pad_id (targets != pad_id).",
             "eos": "EOS is ignored like padding; EOS is a target the decoder must learn to predict (it is how it learns to stop), so ignore only pad_id."},
-    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION},
+    "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION, "rows_sum": _ROWS_SUM},
     "logp": {"log_softmax": "", **_LOGP},
     "smoothing": {0.0: "", 0.1: _SMOOTH},
     "empty": {"zero": "", "nan": _EMPTY},
@@ -115,7 +118,7 @@ def check_seq2seq_loss(fn: Callable) -> bool:
 # teacher forcing vs free running
 # --------------------------------------------------------------------------------------------
 def _free_formula(model, src, n_steps, bos_id=BOS_ID, *, feed="argmax", start="bos", extra=0, out="logits", pos=-1):
-    tgt_in = torch.full((src.shape[0], 1), bos_id if start == "bos" else PAD_ID, dtype=torch.long)
+    tgt_in = src[:, :1].clone() if start == "src" else torch.full((src.shape[0], 1), bos_id if start == "bos" else PAD_ID, dtype=torch.long)
     steps = []
     with torch.no_grad():
         for _ in range(n_steps + extra):
@@ -151,6 +154,8 @@ _FREE_VARIANTS = [
             "one step too many: return the logits of exactly n_steps steps, shape (B, n_steps, V); got shape {got}."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, extra=-1),
             "one step too few: the first step's logits (read from [BOS] alone) count too, so return n_steps of them; got shape {got}."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, start="src"),
+            "the decoder input starts with a source token; it must start with BOS (bos_id) — the source reaches the decoder only through cross-attention."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, pos=0),
             "each step reads the logits of the first position [:, 0]; the next-token prediction is at the last position, [:, -1]."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, out="ids"),

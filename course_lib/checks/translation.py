@@ -350,6 +350,8 @@ def _beam_per_beam(scores, logp):
 _BEAM_VARIANTS = [
     _Variant(lambda s, lp: _beam_variant(s, lp, add="prob"),
              "probabilities (logp.exp()) are added to the scores; beam scores are sums of log-probabilities, scores[b, k] + logp[b*K + k, v]"),
+    _Variant(lambda s, lp: (lambda n, b, t: (s.gather(1, b), b, t))(*_beam_variant(s, lp)),
+             "the returned scores are the old beam scores; return the new totals of the chosen candidates, scores[b, k] + logp[b*K + k, v] (the topk values)"),
     _Variant(lambda s, lp: _beam_variant(s, lp, add="kb"),
              "each beam is paired with another beam's log-probabilities: logp.view(K, B, V) mixes the inputs; row b*K + k of logp belongs to scores[b, k], so use logp.view(B, K, V)"),
     _Variant(lambda s, lp: _beam_variant(s, lp, add="transposed"),
@@ -492,7 +494,7 @@ def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divid
     """BLEU with a different n-gram range (orders 1 … max_n + top), denominator (the hypothesis or the
     reference n-grams) or tokenisation (whitespace words or characters); ``divide`` overrides the
     number the summed log precisions are divided by."""
-    split = str.split if tok == "split" else list
+    split = list if tok == "chars" else str.split
     orders = list(range(1, max_n + 1 + top))
     matches, totals = Counter(), Counter()
     c = r = 0
@@ -505,7 +507,8 @@ def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divid
             totals[n] += sum((hc if denom == "hyp" else rc).values())
     if not orders or any(matches[n] == 0 or totals[n] == 0 for n in orders) or c == 0:
         return 0.0
-    log_mean = sum(math.log(matches[n] / totals[n]) for n in orders) / (divide(max_n) if divide else len(orders))
+    log = math.log10 if tok == "log10" else math.log
+    log_mean = sum(log(matches[n] / totals[n]) for n in orders) / (divide(max_n) if divide else len(orders))
     return 100 * (1.0 if c > r else math.exp(1 - r / c)) * math.exp(log_mean)
 
 
@@ -549,6 +552,8 @@ _BLEU_VARIANTS = [
              "one n-gram order too many: range(1, max_n + 2) goes up to max_n + 1; use orders 1 up to max_n"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, denom="ref"),
              "the precision divides by the reference n-grams (that is recall); divide the clipped matches by the number of hypothesis n-grams"),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, tok="log10"),
+             "the precisions are logged in base 10 (math.log10) but the mean is exponentiated with exp; use the natural log, math.log, with math.exp"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, lengths="chars"),
              "the lengths c and r of the brevity penalty are counted in characters (len of the string); count words, len(hyp.split())"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, clip="set"),
