@@ -789,6 +789,42 @@ _SMOOTH = "label smoothing is on; this loss is the plain cross-entropy (label_sm
 _EMPTY = "when nothing is counted the loss must be 0, not NaN (0 / 0); return `logits.sum() * 0.0` in that case."
 
 
+def loss_inputs_probe(name: str, targets_arg: int = 1) -> Callable:
+    """A probe for token-level losses: perturb the logits of every row but the first, then the target
+    ids (ordinary ids only); a loss that does not move ignores those rows or never reads the targets."""
+    def probe(fn, case, got, expected):
+        args = list(case.args)
+        logits, tgt = args[0], args[targets_arg]
+        if not isinstance(logits, Tensor) or logits.dim() != 3 or not isinstance(tgt, Tensor):
+            return None
+        g = torch.Generator().manual_seed(11)
+
+        def mine(new_args):
+            with torch.no_grad():
+                return _as_tensor(fn(*_copy(tuple(new_args)), **_copy(case.kwargs)))
+        ordinary = (tgt >= len(SPECIAL_IDS)) & (tgt < logits.shape[-1])
+        if logits.shape[0] > 1 and int(ordinary[1:].sum()) >= 2:
+            a = list(args)
+            a[0] = logits.clone()
+            a[0][1:] += 3 * torch.randn(a[0][1:].shape, generator=g)
+            out = mine(a)
+            if isinstance(out, Tensor) and out.numel() == 1 and same(out, got):
+                return (f"{name}: your loss does not change when the rows after the first change — only the first row of the batch "
+                        f"is used; the mean runs over the counted tokens of every row (seen on the case '{case.name}').")
+        if int(ordinary.sum()) >= 2:
+            a = list(args)
+            a[targets_arg] = tgt.clone()
+            lo, v = len(SPECIAL_IDS), logits.shape[-1]
+            a[targets_arg][ordinary] = lo + (tgt[ordinary] - lo + 1) % max(1, v - lo)
+            out = mine(a)
+            if isinstance(out, Tensor) and out.numel() == 1 and same(out, got):
+                return (f"{name}: your loss does not change when the target ids change — it never reads the targets; take each "
+                        f"position's log-probability *of its target* (gather, or F.cross_entropy(logits, targets)), not the max "
+                        f"(seen on the case '{case.name}').")
+        return None
+    return probe
+
+
 def denominator_probe(name: str, counted: Callable[..., Tensor]) -> Callable:
     """A probe for mean losses: ``counted(*case.args, **case.kwargs)`` is the bool (B, T') mask of the
     counted targets. If the learner's loss is the right *sum* divided by another whole number (B,

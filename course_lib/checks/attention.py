@@ -71,6 +71,8 @@ def _sdpa_formula(q, k, v, mask=None, *, scale="sqrt_dk", fill="ninf", axis=-1, 
             s = s.masked_fill(~mask, 0.0)
         elif fill == "big":
             s = s.masked_fill(~mask, -1e9)
+        elif fill == "posinf":
+            s = s.masked_fill(~mask, float("inf"))
     w = s.softmax(dim=axis)
     if mask is not None and fill == "after":
         w = w.masked_fill(~mask, 0.0)
@@ -92,6 +94,7 @@ _SDPA_AXES = {
              "inverted": "the mask is inverted: True means 'may attend', so fill the scores where the mask is False (`~mask`) with -inf.",
              "zero": "masked scores are set to 0 instead of -inf, and a score of 0 still gets probability; use scores.masked_fill(~mask, float('-inf')).",
              "big": "a query whose keys are all masked should get an output of zeros, not the average of all values; zero the weights of rows with no visible key.",
+             "posinf": "masked scores are set to +inf instead of -inf, so the softmax gives NaN (or all the weight to hidden keys); fill them with float('-inf').",
              "ignore": "the mask is ignored; fill the scores where the mask is False with -inf before the softmax, so hidden keys get weight 0."},
     "empty": {"zero": "", "nan": "a query whose keys are all masked gives NaN (the softmax of a row of -inf); give such rows an output of zeros, e.g. weights = torch.nan_to_num(weights)."},
     "weights_only": {False: "", True: "you returned the attention weights {got}; multiply them by V to get the output {expected}."},
@@ -381,7 +384,7 @@ def check_merge_heads(fn: Callable) -> bool:
 # 4. cross-attention
 # --------------------------------------------------------------------------------------------
 def _cross_formula(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, q_from="x", kv_from="ctx", order="h d",
-                   scale="head", use_mask=True, use_wo=True, transpose_w=False, causal=False):
+                   scale="head", use_mask=True, use_wo=True, transpose_w=False, causal=False, axis=-1):
     lin = (lambda a, w: a @ w.T) if transpose_w else (lambda a, w: a @ w)
     q_in = x if q_from == "x" else ctx
     kv_in = ctx if kv_from == "ctx" else x
@@ -396,7 +399,7 @@ def _cross_formula(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, q_
         mask = c if mask is None else mask & c
     if mask is not None:
         s = s.masked_fill(~mask, NINF)
-    out = rearrange(torch.nan_to_num(s.softmax(-1)) @ v, f"b h t d -> b t ({order})")
+    out = rearrange(torch.nan_to_num(s.softmax(axis)) @ v, f"b h t d -> b t ({order})")
     return lin(out, w_o) if use_wo else out
 
 
@@ -413,6 +416,7 @@ _CROSS_AXES = {
     "src": {"ok": "",
             "kv_x": "K and V are computed from the decoder stream x; in cross-attention Q comes from x, but K and V come from the encoder output `context`.",
             "swap": "queries and keys/values are swapped: Q = x @ w_q comes from the decoder (x), K and V from the encoder output (context)."},
+    "axis": {-1: "", -2: "the softmax runs over the queries (dim=-2); each decoder query's weights over the source keys must sum to 1, so use dim=-1."},
     "use_mask": {True: "", False: "the source padding is not masked; pass context_mask to the attention so decoder queries cannot attend to padded source tokens."},
     "causal": {False: "", True: "cross-attention must not be causal: every decoder position may see the whole source, so use only context_mask."},
     "scale": {"head": "", "none": "the scores are not divided by √d_head; scale each head's scores by 1/√(d_model / n_heads).",

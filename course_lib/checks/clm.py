@@ -15,7 +15,7 @@ from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
-                    loss_formula, not_callable, register, run_check, type_problem, variant_grid, denominator_probe)
+                    loss_formula, not_callable, register, run_check, type_problem, variant_grid, denominator_probe, loss_inputs_probe)
 
 _Case, _Variant, _Fail = Case, Variant, Fail
 
@@ -29,6 +29,8 @@ __all__ = ["check_clm_loss", "check_next_token_probs", "check_greedy_decode_with
 def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
     if shift == "ok":
         lg, tg = lg[:, :-1], tok[:, 1:]
+    elif shift == "none_drop_last":
+        lg, tg = lg[:, :-1], tok[:, :-1]
     elif shift == "flat":  # shifted on the flattened batch: rows run into each other
         v = lg.shape[-1]
         lg, tg = lg.reshape(1, -1, v)[:, :-1], tok.reshape(1, -1)[:, 1:]
@@ -40,6 +42,8 @@ def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
         lg, tg = lg[:, 1:], tok[:, :-1]
     else:
         tg = tok
+    if pad == "eos":
+        return loss_formula(lg, _pads_ignored(tg, pad_id).masked_fill(tg == EOS_ID, -100), **kw)
     if pad == "only":  # the keep mask inverted: only padding is scored
         return loss_formula(lg, tg.masked_fill(tg != pad_id, -100), **kw)
     if pad == "inputs":  # padding judged on the inputs, not on the targets
@@ -54,11 +58,13 @@ _SHIFT = "the targets are not shifted: the logits at position t predict the toke
 _CLM_VARIANTS = variant_grid(_clm_formula, {
     "shift": {"ok": "", "none": _SHIFT,
               "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:]).",
+              "none_drop_last": _SHIFT,
               "flat": "the shift is done on the flattened batch, so each row's last logit is scored against the next row's first token; shift within each row: logits[:, :-1] against tokens[:, 1:].",
               "same": "both the logits and the tokens are cut at the start, so each position is scored against its own token; drop the *last* logit and the first token (logits[:, :-1] against tokens[:, 1:]).",
               "two": "the targets are shifted by two positions; the logits at t predict the very next token, t+1: logits[:, :-1] against tokens[:, 1:]."},
     "pad": {"ignored": "", "zero": "the pad_id argument is ignored; ignore targets equal to pad_id, not a hard-coded 0.",
             "scored": "padding is scored: targets equal to pad_id must be ignored (set them to -100, or pass ignore_index=pad_id).",
+            "eos": "EOS is ignored like padding; EOS is a target the model must learn to predict (it is how it learns to stop), so ignore only pad_id.",
             "only": "only the padding is scored — the mask is inverted; count the targets that are *not* pad_id (targets != pad_id).",
             "inputs": "padding is judged on the inputs tokens[:, :-1]; ignore the positions whose *target*, tokens[:, 1:], is padding."},
     "reduce": {"tokens": "", "sum": _MEAN, "all": _ALL, "rows": _PER_ROW, "batch": _BATCH, "positions": _PER_POSITION, "rows_sum": _ROWS_SUM},
@@ -88,7 +94,7 @@ def check_clm_loss(fn: Callable) -> bool:
     ref = lambda lg, tok, pad_id=PAD_ID: _ref_clm_loss(lg, tok, pad_id=pad_id)  # noqa: E731
     names = ("logits", "tokens")
     return run_check("clm_loss", fn, cases, ref, _CLM_VARIANTS, arg_names=names, output="loss",
-                     probes=[denominator_probe("clm_loss", lambda lg, tok, pad_id=PAD_ID: tok[:, 1:] != pad_id)],
+                     probes=[denominator_probe("clm_loss", lambda lg, tok, pad_id=PAD_ID: tok[:, 1:] != pad_id), loss_inputs_probe("clm_loss")],
                      properties=[loss_backward_property("clm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
 
 
@@ -186,6 +192,12 @@ def _probs_ranking_probe(fn, case, got, expected):
     if not isinstance(got, Tensor) or got.shape != logits.shape:
         return None
     kept, dropped = got > 1e-9, got <= 1e-9
+    n_got, n_exp = kept.sum(-1), (expected > 1e-9).sum(-1)
+    top_k = case.args[2] if len(case.args) > 2 else case.kwargs.get("top_k")
+    if top_k is not None and case.kwargs.get("top_p", case.args[3] if len(case.args) > 3 else None) is None \
+            and not torch.equal(n_got, n_exp) and bool((n_got == n_got[0]).all()):
+        return (f"next_token_probs: top-k keeps {int(n_got[0])} tokens per row instead of k = {top_k}; keep the k largest logits "
+                f"(logits.topk(k).values[:, -1:] is the k-th largest) and set the others to -inf (seen on the case '{case.name}').")
     for b in range(logits.shape[0]):
         if kept[b].any() and dropped[b].any() and logits[b][dropped[b]].max() > logits[b][kept[b]].min() + 1e-6:
             return ("next_token_probs: a less likely token is kept while a more likely one is dropped; top-k and top-p keep the most "

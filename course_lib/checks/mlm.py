@@ -10,7 +10,7 @@ from ..losses import IGNORE
 from ..losses import mlm_loss as _ref_mlm_loss
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
                     _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
-                    not_callable, register, run_check, same, variant_grid, denominator_probe)
+                    not_callable, register, run_check, same, variant_grid, denominator_probe, loss_inputs_probe)
 
 _Case, _Fail = Case, Fail
 
@@ -212,7 +212,7 @@ def check_mlm_loss(fn: Callable) -> bool:
     ref = lambda lg, lb: _ref_mlm_loss(lg, lb)  # noqa: E731
     names = ("logits", "labels")
     return run_check("mlm_loss", fn, cases, ref, _MLM_LOSS_VARIANTS, arg_names=names, output="loss",
-                     probes=[denominator_probe("mlm_loss", lambda lg, lb: lb != IGNORE)],
+                     probes=[denominator_probe("mlm_loss", lambda lg, lb: lb != IGNORE), loss_inputs_probe("mlm_loss")],
                      properties=[loss_backward_property("mlm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
 
 
@@ -224,7 +224,7 @@ def check_mlm_loss(fn: Callable) -> bool:
 def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual="both", where="ok", swap_norms=False,
                    pass_mask=True, order="attn_first", res_from="input", final=False, skip_norm=None):
     n1, n2 = (norm2, norm1) if swap_norms is True else (norm1, norm1) if swap_norms == "norm1" else (norm1, norm2)
-    pre = pre_norm if where == "ok" else not pre_norm
+    pre = pre_norm if where in ("ok", "post_double") else not pre_norm
     m = mask if pass_mask else None
     subs = [(lambda h: attn(h, m), n1), (lambda h: ffn(h), n2)]
     if order == "ffn_first":
@@ -235,6 +235,8 @@ def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual=
             h = x if skip_norm == k else n(x)
             base = h if res_from == "normed" else x
             x = base + f(h) if keep else f(h)
+        elif where == "post_double":  # post-norm that also normalises the sub-layer's input
+            x = n(x + f(n(x)))
         else:
             x = n(x + f(x)) if keep else n(f(x))
     return n2(x) if final else x
@@ -250,7 +252,8 @@ def reference_encoder_block(x: Tensor, mask, attn, ffn, norm1, norm2, pre_norm: 
 
 
 _BLOCK_VARIANTS = variant_grid(_block_formula, {
-    "where": {"ok": "", "flipped": "pre_norm is handled the wrong way round: pre-norm normalises the *input* of each sub-layer, x + f(norm(x)); post-norm normalises the *sum*, norm(x + f(x))."},
+    "where": {"ok": "", "flipped": "pre_norm is handled the wrong way round: pre-norm normalises the *input* of each sub-layer, x + f(norm(x)); post-norm normalises the *sum*, norm(x + f(x)).",
+              "post_double": "post-norm normalises twice: the sub-layer reads x itself and only the sum is normalised, norm(x + f(x)), not norm(x + f(norm(x)))."},
     "residual": {"both": "", "no_attn": "the residual connection around attention is missing: add the block's input back, x + attn(…).",
                  "no_ffn": "the residual connection around the FFN is missing: add its input back, x + ffn(…).",
                  "none": "there are no residual connections: each sub-layer's output is added to its input (x + f(…))."},

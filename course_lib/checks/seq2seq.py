@@ -9,7 +9,7 @@ from torch import Tensor
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
-                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid, denominator_probe)
+                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid, denominator_probe, loss_inputs_probe)
 
 _Case, _Variant = Case, Variant
 
@@ -109,7 +109,7 @@ def check_seq2seq_loss(fn: Callable) -> bool:
     ref = lambda lg, y, pad_id=PAD_ID: _ref_seq2seq_loss(lg, y, pad_id=pad_id)  # noqa: E731
     names = ("logits", "targets")
     return run_check("seq2seq_loss", fn, cases, ref, _S2S_VARIANTS, arg_names=names, output="loss",
-                     probes=[denominator_probe("seq2seq_loss", lambda lg, y, pad_id=PAD_ID: y != pad_id)],
+                     probes=[denominator_probe("seq2seq_loss", lambda lg, y, pad_id=PAD_ID: y != pad_id), loss_inputs_probe("seq2seq_loss")],
                      properties=[loss_backward_property("seq2seq_loss", [cases[0], cases[-1]], ref, arg_names=names)])
 
 

@@ -161,6 +161,16 @@ def _dict_shape_check(name: str, keys: Sequence[str]):
                     covers = " covers the whole sequence;" if g.shape == whole.shape and torch.equal(g.long(), whole.long()) else ""
                     return (f"{name}: prefix_len{covers} should be len(source) + 1 per pair — the source and <sep>, the part every "
                             f"position may see — expected {e.tolist()}, got {g.tolist()} (seen on the case '{case.name}').")
+                if g.dim() == 2:
+                    rows = [(gr, er) for gr, er in zip(g.tolist(), e.tolist()) if gr != er]
+                    real = lambda r: [x for x in r if x != PAD_ID]  # noqa: E731
+                    if rows and all(real(gr) == real(er) for gr, er in rows):
+                        return (f"{name}: '{k}' is padded at the wrong end — row {rows[0][0]} should be {rows[0][1]}: keep each "
+                                f"sequence at the start of its row and pad at the end (right) (seen on the case '{case.name}').")
+                    if rows and all(sorted(real(gr)) == sorted(real(er)) for gr, er in rows):
+                        sep = " — look where <sep> (id 5) goes: right after the source" if any(SEP_ID in er for _, er in rows) else ""
+                        return (f"{name}: '{k}' has the right tokens in the wrong order{sep}: expected {rows[0][1]}, got {rows[0][0]} "
+                                f"(seen on the case '{case.name}').")
                 return f"{name}: '{k}' differs from the reference on the case '{case.name}' (expected {e.tolist()}, got {g.tolist()})."
         return None
     return check
@@ -490,7 +500,7 @@ def _bleu_sentence_average(hyps, refs, max_n=4):
     return sum(reference_corpus_bleu([h], [r], max_n) for h, r in zip(hyps, refs)) / len(hyps)
 
 
-def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divide=None, clip="min", lengths="tokens"):
+def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divide=None, clip="min", lengths="tokens", last=True):
     """BLEU with a different n-gram range (orders 1 … max_n + top), denominator (the hypothesis or the
     reference n-grams) or tokenisation (whitespace words or characters); ``divide`` overrides the
     number the summed log precisions are divided by."""
@@ -502,7 +512,7 @@ def _bleu_general(hyps, refs, max_n=4, *, top=0, denom="hyp", tok="split", divid
         ht, rt = split(h), split(rf)
         c, r = (c + len(ht), r + len(rt)) if lengths == "tokens" else (c + len(h), r + len(rf))
         for n in orders:
-            hc, rc = _ngrams(ht, n), _ngrams(rt, n)
+            hc, rc = (_ngrams(ht, n), _ngrams(rt, n)) if last else (_ngrams(ht[:-1], n), _ngrams(rt[:-1], n))
             matches[n] += len(set(hc) & set(rc)) if clip == "set" else sum(min(k, rc[g]) for g, k in hc.items())
             totals[n] += sum((hc if denom == "hyp" else rc).values())
     if not orders or any(matches[n] == 0 or totals[n] == 0 for n in orders) or c == 0:
@@ -552,6 +562,8 @@ _BLEU_VARIANTS = [
              "one n-gram order too many: range(1, max_n + 2) goes up to max_n + 1; use orders 1 up to max_n"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, denom="ref"),
              "the precision divides by the reference n-grams (that is recall); divide the clipped matches by the number of hypothesis n-grams"),
+    _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, last=False),
+             "the last n-gram of each sentence is missed (off by one): a sentence of L tokens has L - n + 1 n-grams, range(len(tokens) - n + 1)"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, tok="log10"),
              "the precisions are logged in base 10 (math.log10) but the mean is exponentiated with exp; use the natural log, math.log, with math.exp"),
     _Variant(lambda h, r, max_n=4: _bleu_general(h, r, max_n, lengths="chars"),
