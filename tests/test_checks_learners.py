@@ -72,6 +72,10 @@ def test_summary_numbers_meet_the_targets():
     print(f"\ncaught {s['caught']}/{s['wrong']} wrong ({s['caught'] / s['wrong']:.1%}), "
           f"accepted {s['accepted']}/{s['correct']} correct ({s['accepted'] / s['correct']:.1%}), "
           f"hints on target {s['on_target']}/{s['caught']} caught ({s['on_target'] / max(s['caught'], 1):.1%})")
+    for mod in sorted({getattr(w[1], "__module__", "?") for w in L.WRONG}):
+        idx = [i for i in range(len(L.WRONG)) if getattr(L.WRONG[i][1], "__module__", "?") == mod]
+        hit = sum(verdict("wrong", i)[0] == "fail" and re.search(L.WRONG[i][2], verdict("wrong", i)[1], re.I) is not None for i in idx)
+        print(f"  {mod}: {sum(verdict('wrong', i)[0] == 'fail' for i in idx)}/{len(idx)} caught, {hit} hints on target")
     for check, name, pat, msg in off:
         print(f"  off target: {check} {name} /{pat}/ -> {msg}")
     assert s["wrong"] >= 150 and s["correct"] >= 60

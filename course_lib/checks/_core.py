@@ -31,8 +31,16 @@ What :func:`run_check` does for every case, in this order:
 3. compares the values with the reference (:func:`same`); on a mismatch it runs every known-wrong
    :class:`Variant` on the same case and, if the learner's result equals one that differs from the
    reference here, raises that variant's hint. :func:`variant_grid` builds single mistakes *and*
-   pairs of mistakes ("two mistakes: …; and …") from one formula with flags. Otherwise a generic
-   sentence about shape, dtype, NaN or the largest difference ("infinite", never 1.8e+308).
+   pairs of mistakes ("two mistakes: …; and …") from one formula with flags;
+4. when no variant matches, the check's ``probes`` run: they call the learner's function again on
+   diagnostic inputs and name what they see (attention weights read with V = identity: weight on
+   hidden keys, rows not summing to 1, the softmax's temperature; a mean loss's implied denominator;
+   a loss that ignores other rows or the targets; uniform cross-attention that must not depend on x);
+   then :func:`structural_hint` compares the result with transforms of the reference (transposed,
+   inverted, a mask that sees the future or lacks the diagonal, tokens shifted along the sequence,
+   fields swapped, a constant factor, probabilities not summing to 1 or leaking onto removed entries).
+   Otherwise a generic sentence about shape (naming the axis that differs), dtype, NaN or the largest
+   difference ("infinite", never 1.8e+308).
 
 After all cases pass, ``properties`` (callables taking ``fn`` and raising :class:`Fail`) test what
 values alone cannot: :func:`loss_backward_property` calls ``backward()`` (nothing-to-count case
