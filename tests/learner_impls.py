@@ -1341,6 +1341,8 @@ from learner_impls_blind3 import CORRECT as _BLIND3_CORRECT  # noqa: E402
 from learner_impls_blind3 import WRONG as _BLIND3_WRONG  # noqa: E402
 from learner_impls_blind4 import CORRECT as _BLIND4_CORRECT  # noqa: E402
 from learner_impls_blind4 import WRONG as _BLIND4_WRONG  # noqa: E402
+from learner_impls_blind5 import CORRECT as _BLIND5_CORRECT  # noqa: E402
+from learner_impls_blind5 import WRONG as _BLIND5_WRONG  # noqa: E402
 
-WRONG += _BLIND_WRONG + _BLIND2_WRONG + _BLIND3_WRONG + _BLIND4_WRONG
-CORRECT += _BLIND_CORRECT + _BLIND2_CORRECT + _BLIND3_CORRECT + _BLIND4_CORRECT
+WRONG += _BLIND_WRONG + _BLIND2_WRONG + _BLIND3_WRONG + _BLIND4_WRONG + _BLIND5_WRONG
+CORRECT += _BLIND_CORRECT + _BLIND2_CORRECT + _BLIND3_CORRECT + _BLIND4_CORRECT + _BLIND5_CORRECT

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from course_lib.losses import IGNORE
-from course_lib.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
+from course_lib.tokenizer import BOS_ID, EOS_ID, SEP_ID, pad_batch
 
 NINF = float("-inf")
 WRONG: list[tuple[str, object, str]] = []

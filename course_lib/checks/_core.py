@@ -439,6 +439,15 @@ def structural_hint(name: str, case: Case, got, expected, *, is_mask: bool = Fal
                 if h:
                     return h.replace(f"{name}: ", f"{name}: in '{k}', ", 1)
         return None
+    got_s, exp_s = _as_tensor(got), _as_tensor(expected)
+    if isinstance(got_s, Tensor) and isinstance(exp_s, Tensor) and got_s.numel() == 1 and exp_s.numel() == 1 and got_s.is_floating_point():
+        gv, ev = float(got_s.detach()), float(exp_s.detach())
+        if math.isfinite(gv) and abs(ev) > 1e-6:
+            if abs(gv - math.exp(ev)) < 1e-4 * max(1.0, abs(gv)):
+                return f"{name}: you returned exp(loss), the perplexity; return the loss itself (the mean −log p) {where}."
+            if abs(gv + ev) < 1e-5 * max(1.0, abs(ev)):
+                return f"{name}: the sign is flipped; the loss is −log p(target), a positive number to minimise {where}."
+        return None
     if not (isinstance(got, Tensor) and isinstance(expected, Tensor)) or got.shape != expected.shape or expected.numel() <= 1:
         return None
     g, e = got.detach().cpu(), expected.detach().cpu()
@@ -521,6 +530,9 @@ def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant],
             )
         if got.shape == expected.shape and torch.equal(got != 0, expected):
             return f"{name} returned dtype {got.dtype} but masks in this course are boolean (True = may attend): add `.bool()` or build it with a comparison."
+        if got.shape == expected.shape and not got.is_floating_point() and bool((got < 0).any()):
+            return (f"{name} returned dtype {got.dtype} with negative values: `~` on an integer tensor is a bitwise not (~0 = -1, ~1 = -2); "
+                    f"masks in this course are boolean, so apply `~` to the bool result of a comparison (no .int()).")
     if same(got, expected):
         return None
     got_cmp = got.ne(0) if (is_mask and isinstance(got, Tensor) and got.dtype != torch.bool) else got
@@ -747,6 +759,12 @@ def loss_formula(logits: Tensor, targets: Tensor, *, reduce: str = "tokens", log
     per-row means); ``logp`` in log_softmax / none (logits used as log-probs) / unstable
     (log(softmax)) / softmax_nll (−softmax, no log); ``empty`` in zero / nan."""
     lg = logits.float()
+    if logp == "bce":  # a sigmoid per vocabulary entry against the one-hot target
+        keep = targets != IGNORE
+        onehot = F.one_hot(targets.clamp(min=0), lg.shape[-1]).float()
+        per = F.binary_cross_entropy_with_logits(lg, onehot, reduction="none").mean(-1) * keep
+        n = keep.sum()
+        return per.sum() / n if int(n) else lg.sum() * 0.0
     lp = {"log_softmax": lambda: F.log_softmax(lg, -1), "none": lambda: lg, "unstable": lambda: lg.softmax(-1).log(),
           "softmax_nll": lambda: lg.softmax(-1), "wrong_axis": lambda: F.log_softmax(lg, 1),
           "double_softmax": lambda: F.log_softmax(lg.softmax(-1), -1)}[logp]()
@@ -787,6 +805,7 @@ _LOGP = {
     "unstable": "log(softmax(logits)) underflows to -inf for large logits; use F.log_softmax or F.cross_entropy, which are numerically stable.",
     "softmax_nll": "the probabilities are used without the log: the loss is −log p(target), e.g. F.cross_entropy(logits, targets).",
     "wrong_axis": "the log-softmax runs over the wrong axis (dim=1, the positions); normalise over the vocabulary, dim=-1 (F.cross_entropy does this on (B·T, V) logits).",
+    "bce": "binary cross-entropy (a sigmoid per vocabulary entry) is used; the loss is the softmax cross-entropy over the vocabulary, F.cross_entropy(logits, targets).",
     "double_softmax": "the logits go through a softmax before the cross-entropy, which applies its own log-softmax; pass the raw logits, not probabilities.",
 }
 _ROWS_SUM = ("the per-sequence means are added up over the batch; average over all counted tokens at once (one sum, divided by "
@@ -849,7 +868,8 @@ def denominator_probe(name: str, counted: Callable[..., Tensor]) -> Callable:
         d = e_val * n / g_val
         b, t = keep.shape[0], keep.shape[-1]
         named = {b: f"B = {b}, the batch size", b * t: f"{b * t}, every position (B·T)", n + 1: f"{n + 1}, the count plus one",
-                 n - 1: f"{n - 1}, the count minus one", n / b: f"{number(n / b)}, the average count per row"}
+                 n - 1: f"{n - 1}, the count minus one", n / b: f"{number(n / b)}, the average count per row",
+                 n + b: f"{n + b}, the non-padding tokens of the input (one more per row than there are targets)"}
         what = next((w for x, w in named.items() if x > 0 and x != n and abs(d - x) < 1e-3 * max(1.0, x)), None)
         if what is None:
             return None

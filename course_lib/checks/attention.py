@@ -400,6 +400,8 @@ def _cross_formula(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, q_
     if mask is not None:
         s = s.masked_fill(~mask, NINF)
     out = rearrange(torch.nan_to_num(s.softmax(axis)) @ v, f"b h t d -> b t ({order})")
+    if use_wo == "T":
+        return out @ w_o.T
     return lin(out, w_o) if use_wo else out
 
 
@@ -424,7 +426,8 @@ _CROSS_AXES = {
               "n_heads": "the scores are divided by √n_heads; the scale is 1/√d_head with d_head = d_model / n_heads, the size of each head.",
               "d_head": "the scores are divided by d_head instead of √d_head; use math.sqrt(d_model / n_heads)."},
     "order": {"h d": "", "d h": _HD.replace("heads are split", "heads are split (or merged)")},
-    "use_wo": {True: "", False: "the output projection W_O is missing: multiply the merged heads by w_o."},
+    "use_wo": {True: "", False: "the output projection W_O is missing: multiply the merged heads by w_o.",
+               "T": "w_o is used transposed: the merged heads are multiplied by w_o itself, out @ w_o (not w_o.T)."},
     "transpose_w": {False: "", True: "the weights are used transposed: the projections here are plain matrices, so compute x @ w_q (not F.linear(x, w_q), which is x @ w_qᵀ)."},
 }
 _CROSS_VARIANTS = variant_grid(_cross_flags, _CROSS_AXES) + [

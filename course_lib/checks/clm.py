@@ -29,6 +29,8 @@ __all__ = ["check_clm_loss", "check_next_token_probs", "check_greedy_decode_with
 def _clm_formula(lg, tok, pad_id=0, *, shift="ok", pad="ignored", **kw):
     if shift == "ok":
         lg, tg = lg[:, :-1], tok[:, 1:]
+    elif shift == "roll":
+        tg = tok.roll(-1, 1)
     elif shift == "none_drop_last":
         lg, tg = lg[:, :-1], tok[:, :-1]
     elif shift == "flat":  # shifted on the flattened batch: rows run into each other
@@ -59,6 +61,7 @@ _CLM_VARIANTS = variant_grid(_clm_formula, {
     "shift": {"ok": "", "none": _SHIFT,
               "wrong_way": "the shift goes the wrong way: drop the *last* logit and the *first* token (logits[:, :-1] against tokens[:, 1:]).",
               "none_drop_last": _SHIFT,
+              "roll": "torch.roll wraps around, so the last position is scored against the row's first token; drop the last logit instead: logits[:, :-1] against tokens[:, 1:].",
               "flat": "the shift is done on the flattened batch, so each row's last logit is scored against the next row's first token; shift within each row: logits[:, :-1] against tokens[:, 1:].",
               "same": "both the logits and the tokens are cut at the start, so each position is scored against its own token; drop the *last* logit and the first token (logits[:, :-1] against tokens[:, 1:]).",
               "two": "the targets are shifted by two positions; the logits at t predict the very next token, t+1: logits[:, :-1] against tokens[:, 1:]."},
@@ -386,6 +389,8 @@ def _greedy_diagnosis(name: str, case: Case, model, got, expected, calls, where:
     if not torch.equal(no_stop, expected) and L <= n and torch.equal(got, no_stop[:, :L]):
         return (f"{name}: a row that emitted EOS must be padded with pad_id from then on, and decoding stops once every "
                 f"row has emitted EOS {where}.")
+    if L == E + 1 and L > n and torch.equal(got[:, :E], expected):
+        return f"{name}: one token too many — {n} steps give at most max_new_tokens = {n} new tokens {where}."
     if L > E and torch.equal(got[:, :E], expected) and bool((got[:, E:] == pad_id).all()):
         return f"{name}: once every row has emitted EOS, stop decoding instead of adding more padding {where}."
     if L == E - 1 and torch.equal(got, expected[:, :L]):

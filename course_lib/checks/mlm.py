@@ -82,6 +82,14 @@ def _check_mlm_case(name: str, case: _Case, tokens: Tensor, got, p: float, vocab
         raise _Fail(f"{name}: some positions were changed but their label is IGNORE; every changed position must be chosen and labelled with its original token {where}.")
     if not big:
         return
+    ns, nc = (~special).sum(1), chosen.sum(1)
+    full_rows = int(((nc == ns) & (ns >= 10)).sum())
+    col_ns, col_nc = (~special).sum(0), chosen.sum(0)
+    full_cols = int(((col_nc == col_ns) & (col_ns >= 30)).sum())
+    if p < 0.9 and (full_rows >= 3 or full_cols >= 2):
+        how = "whole rows" if full_rows >= 3 else "whole columns (the same positions in every row)"
+        raise _Fail(f"{name}: positions are chosen as {how}, all or nothing; choose each position independently with probability p, "
+                    f"torch.rand(tokens.shape) < p {where}.")
     if abs(fc - p) > 0.02:
         raise _Fail(f"{name} chose {fc:.1%} of the non-special positions but p={p}; choose each position independently with probability p {where}.")
     fm, fr, fs = st["frac_mask"], st["frac_random"], st["frac_same"]
@@ -225,7 +233,7 @@ def _block_formula(x, mask, attn, ffn, norm1, norm2, pre_norm=True, *, residual=
                    pass_mask=True, order="attn_first", res_from="input", final=False, skip_norm=None):
     n1, n2 = (norm2, norm1) if swap_norms is True else (norm1, norm1) if swap_norms == "norm1" else (norm1, norm2)
     pre = pre_norm if where in ("ok", "post_double") else not pre_norm
-    m = mask if pass_mask else None
+    m = (None if mask is None else ~mask) if pass_mask == "inverted" else mask if pass_mask else None
     subs = [(lambda h: attn(h, m), n1), (lambda h: ffn(h), n2)]
     if order == "ffn_first":
         subs = subs[::-1]
@@ -259,7 +267,8 @@ _BLOCK_VARIANTS = variant_grid(_block_formula, {
                  "none": "there are no residual connections: each sub-layer's output is added to its input (x + f(…))."},
     "swap_norms": {False: "", True: "norm1 and norm2 are swapped: norm1 goes with attention, norm2 with the FFN.",
                    "norm1": "norm1 is used for both sub-layers; the FFN has its own norm, norm2 (x + ffn(norm2(x)))."},
-    "pass_mask": {True: "", False: "the mask is not passed to attention, so padded keys are attended to; call attn(h, mask)."},
+    "pass_mask": {True: "", False: "the mask is not passed to attention, so padded keys are attended to; call attn(h, mask).",
+                  "inverted": "the mask is inverted (~mask): True means 'may attend', so pass the mask as it is, attn(h, mask)."},
     "order": {"attn_first": "", "ffn_first": "the sub-layers are in the wrong order: attention first, then the FFN."},
     "skip_norm": {None: "", 0: "a norm is missing: in pre-norm, attention reads norm1(x), x = x + attn(norm1(x), mask).",
                   1: "a norm is missing: in pre-norm, the FFN reads norm2(x), x = x + ffn(norm2(x))."},
