@@ -290,8 +290,13 @@ def scenario(pair: dict[str, ModelConfig], P: int, G: int, hw: dict, device="cpu
 
     res: dict[str, Any] = {"P": P, "G": G, "models": {}}
     x = torch.randint(3, pair["decoder-only"].vocab_size, (1, P), device=device)
+    models = {family: build(cfg, family, device) for family, cfg in pair.items()}
+    runs: dict[str, list[dict[str, float]]] = {f: [] for f in models}
+    for _ in range(repeat):  # interleave the two models' runs: background load then hits both alike
+        for family, model in models.items():
+            runs[family].append(time_generation(model, x, G, repeat=1))
     for family, cfg in pair.items():
-        model = build(cfg, family, device)
+        model = models[family]
         n = stack_params(cfg, family)
         # generating G tokens feeds G - 1 of them back (decoder-only) or BOS + G - 1 (encoder-decoder)
         fed = G - 1 if family == "decoder-only" else G
@@ -305,7 +310,7 @@ def scenario(pair: dict[str, ModelConfig], P: int, G: int, hw: dict, device="cpu
             row["flops_counted"] = count_flops(generate, model, x, G, eos_id=None)
         row["kv_bytes_measured"] = cache_bytes(_fill_cache(model, family, x, fed))["total"]
         row["ops_per_step"] = count_step_ops(model, x[:, :8])
-        row |= time_generation(model, x, G, repeat=repeat)
+        row |= {k: sorted(r[k] for r in runs[family])[len(runs[family]) // 2] for k in ("ttft_s", "per_token_s", "total_s")}
         res["models"][family] = row
     a, b = res["models"]["encoder-decoder"], res["models"]["decoder-only"]
     ratio = lambda k: a[k] / b[k]
