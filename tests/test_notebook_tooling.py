@@ -78,7 +78,8 @@ def test_first_code_cell_is_the_rendered_setup_cell(notebook, tmp_path):
         notebook = _write(nb, root / "notebooks" / "00_tmp.ipynb")
         assert _first_code_source(notebook) != SETUP
         sync.sync_setup_cells(root)
-    assert _first_code_source(notebook) == SETUP, (
+    expected = colab.render_setup_cell(extras=sync.notebook_extras(sync.read_notebook(notebook)))
+    assert _first_code_source(notebook) == expected, (
         f"{notebook}: first code cell is not course_lib.colab's setup cell; run "
         "`python tools/sync_notebooks.py setup-cells`"
     )
