@@ -230,7 +230,8 @@ def ask(mc: MultipleChoice | str, widget: bool | None = None):
         except Exception:  # noqa: BLE001 - a question must never stop a notebook
             pass
     print(mc.text())
-    how = f'check("{mc.id}", "a")' if mc.id else 'QUESTION.check("a")'
+    # spelled out in full: the setup cell imports course_lib, nothing imports check() by itself
+    how = f'course_lib.quiz.check("{mc.id}", "a")' if mc.id else 'QUESTION.check("a")'
     print(f"Predict first, then answer in code, e.g. {how}.")
     return None
 

@@ -581,6 +581,16 @@ def test_ask_prints_text_headless_and_reveal_prints_the_answer(question, capsys)
     assert question.check("c") is False and capsys.readouterr().out.startswith("❌ Not quite")
 
 
+def test_headless_hint_is_code_that_runs_after_the_setup_cell(capsys):
+    """The printed "answer in code" hint must work where only `course_lib` is imported (the setup cell)."""
+    mc = quiz.MultipleChoice("Two plus two?", ["3", "4"], answer="4", id="hint-test")
+    quiz.ask(mc, widget=False)
+    hint = capsys.readouterr().out.rsplit("e.g. ", 1)[1].strip().rstrip(".")
+    import course_lib
+
+    assert isinstance(eval(hint, {"course_lib": course_lib}), bool), hint
+
+
 def test_ask_widget_grades_on_click(question, capsys):
     pytest.importorskip("ipywidgets")
     box = quiz.ask(question, widget=True)
