@@ -18,24 +18,10 @@ from einops import rearrange
 
 from course_lib.losses import IGNORE
 from course_lib.tokenizer import BOS_ID, EOS_ID, SEP_ID, pad_batch
+from learner_registry import registry
 
 NINF = float("-inf")
-WRONG: list[tuple[str, object, str]] = []
-CORRECT: list[tuple[str, object]] = []
-
-
-def wrong(check: str, pattern: str):
-    def deco(fn):
-        WRONG.append((check, fn, pattern))
-        return fn
-    return deco
-
-
-def correct(check: str):
-    def deco(fn):
-        CORRECT.append((check, fn))
-        return fn
-    return deco
+WRONG, CORRECT, wrong, correct = registry()
 
 
 SDPA = "scaled_dot_product_attention"
