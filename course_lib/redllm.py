@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from . import attention as _attention
 from . import costs
+from . import translate as _translate
 from .config import ModelConfig
 from .models import DecoderOnly, EncoderDecoder
 from .tokenizer import BOS_ID, EOS_ID, WordTokenizer
@@ -145,12 +146,10 @@ def continuation_nll(model: nn.Module, x: Tensor, prefix_len: int, *, bidirectio
 # ----------------------------------------------------------------------------------------- costs
 def stack_parameters(model: nn.Module) -> dict[str, int]:
     """Non-embedding parameters per stack: ``{"decoder": N}`` or ``{"encoder": N_e, "decoder": N_d}``
-    (final norms included in their stack)."""
-    if isinstance(model, EncoderDecoder):
-        enc = sum(p.numel() for m in (model.encoder, model.enc_norm) for p in m.parameters())
-        dec = sum(p.numel() for m in (model.decoder, model.dec_norm) for p in m.parameters())
-        return {"encoder": enc, "decoder": dec}
-    return {"decoder": model.num_parameters()}
+    (final norms included in their stack); lesson 05's :func:`course_lib.translate.stack_parameters`,
+    without the empty encoder entry of a decoder-only model."""
+    n = _translate.stack_parameters(model)
+    return n if isinstance(model, EncoderDecoder) else {"decoder": n["decoder"]}
 
 
 def train_flops_per_sequence(model: nn.Module, length: int, prefix_len: int) -> float:
