@@ -27,6 +27,26 @@ NINF = float("-inf")
 WRONG, CORRECT, wrong, correct = registry()
 
 
+def _token_nll(lg, tg, pad, pad_id, guard, reduce):
+    """Cross-entropy of ``lg`` against ``tg`` with a (possibly wrong) padding rule and reduction:
+    ``pad`` "scored" counts padding, "zero" takes 0 for the pad id; ``reduce`` "sum", "all" (mean
+    over every position), "rows" (mean of per-row means) or the right mean over counted tokens."""
+    keep = torch.ones_like(tg, dtype=torch.bool) if pad == "scored" else tg != (0 if pad == "zero" else pad_id)
+    nll = -F.log_softmax(lg, -1).gather(-1, tg[..., None]).squeeze(-1)
+    if guard and not keep.any():
+        return lg.sum() * 0.0
+    if reduce == "sum":
+        return (nll * keep).sum()
+    if reduce == "all":
+        return (nll * keep).mean()
+    if reduce == "rows":
+        cnt = keep.sum(1)
+        return ((nll * keep).sum(1)[cnt > 0] / cnt[cnt > 0]).mean()
+    return nll[keep].mean()
+
+
+
+
 # =============================================================================================
 # scaled dot-product attention
 # =============================================================================================
@@ -511,18 +531,7 @@ def _clm(lg, tok, pad_id=0, *, shift=True, wrong_way=False, pad="ignore", reduce
         lg, tg = lg[:, :-1], tok[:, 1:]
     else:
         tg = tok
-    keep = torch.ones_like(tg, dtype=torch.bool) if pad == "scored" else tg != (0 if pad == "zero" else pad_id)
-    nll = -F.log_softmax(lg, -1).gather(-1, tg[..., None]).squeeze(-1)
-    if guard and not keep.any():
-        return lg.sum() * 0.0
-    if reduce == "sum":
-        return (nll * keep).sum()
-    if reduce == "all":
-        return (nll * keep).mean()
-    if reduce == "rows":
-        cnt = keep.sum(1)
-        return ((nll * keep).sum(1)[cnt > 0] / cnt[cnt > 0]).mean()
-    return nll[keep].mean()
+    return _token_nll(lg, tg, pad, pad_id, guard, reduce)
 
 
 @correct("clm_loss")
@@ -707,18 +716,7 @@ def _s2s(lg, y, pad_id=0, *, shift=False, vs_input=False, pad="ignore", reduce="
         lg, y = lg[:, :-1], y[:, 1:]
     if vs_input:
         y = cl.shift_right(y, BOS_ID)
-    keep = torch.ones_like(y, dtype=torch.bool) if pad == "scored" else y != (0 if pad == "zero" else pad_id)
-    nll = -F.log_softmax(lg, -1).gather(-1, y[..., None]).squeeze(-1)
-    if guard and not keep.any():
-        return lg.sum() * 0.0
-    if reduce == "sum":
-        return (nll * keep).sum()
-    if reduce == "all":
-        return (nll * keep).mean()
-    if reduce == "rows":
-        cnt = keep.sum(1)
-        return ((nll * keep).sum(1)[cnt > 0] / cnt[cnt > 0]).mean()
-    return nll[keep].mean()
+    return _token_nll(lg, y, pad, pad_id, guard, reduce)
 
 
 S2S = "seq2seq_loss"
