@@ -225,7 +225,7 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, t: Tensor) -> Tensor:
         # split the features into heads of d_head: rearrange(t, "b t (h d) -> b h t d"), in plain
         # torch because einops' pattern parsing costs more than the arithmetic of one decoding step
-        return t.unflatten(-1, (-1, self.d_head)).transpose(1, 2)
+        return t.view(t.shape[0], t.shape[1], -1, self.d_head).transpose(1, 2)
 
     def forward(
         self,

@@ -10,8 +10,6 @@ keys/values come from differ.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import Tensor, nn
 
 from .attention import KVCache, MultiHeadAttention
@@ -38,23 +36,26 @@ class _Block(nn.Module):
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
-        h = sublayer(norm(x) if self.norm_first else x)
-        if self.training:  # dropout is the identity in eval mode: skip the call
-            h = self.dropout(h)
-        return x + h if self.norm_first else norm(x + h)
+    def _drop(self, h: Tensor) -> Tensor:
+        return self.dropout(h) if self.training else h  # dropout is the identity in eval mode: skip the call
 
     def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, attn_bias=None,
                  context_positions=None):
         self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
-        x = self._residual(
-            x, self.norm1, lambda h: self.self_attn(h, mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias)
-        )
+        self_kw = dict(mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias)
+        cross_kw = dict(cache=cross_cache, rope=rope if self.rope_cross else None, positions=positions, context_positions=context_positions)
+        # The two orders written out in full: in cached decoding this runs once per layer per token, and
+        # every extra Python call or submodule lookup shows up in the time per token.
+        if self.norm_first:  # pre-norm: x = x + Sublayer(Norm(x))
+            x = x + self._drop(self.self_attn(self.norm1(x), **self_kw))
+            if self.cross_attn is not None:
+                x = x + self._drop(self.cross_attn(self.norm_cross(x), context, context_mask, **cross_kw))
+            return x + self._drop(self.ffn(self.norm2(x)))
+        # post-norm: x = Norm(x + Sublayer(x))
+        x = self.norm1(x + self._drop(self.self_attn(x, **self_kw)))
         if self.cross_attn is not None:
-            cross_rope = rope if self.rope_cross else None
-            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(
-                h, context, context_mask, cache=cross_cache, rope=cross_rope, positions=positions, context_positions=context_positions))
-        return self._residual(x, self.norm2, self.ffn)
+            x = self.norm_cross(x + self._drop(self.cross_attn(x, context, context_mask, **cross_kw)))
+        return self.norm2(x + self._drop(self.ffn(x)))
 
 
 class EncoderBlock(_Block):

@@ -114,7 +114,8 @@ def generate(
     (``temperature=0``). After a sequence emits ``eos_id`` it is padded with ``pad_id``.
     """
     was_training = model.training
-    model.eval()
+    if was_training:  # (eval() walks every submodule: skip it when there is nothing to switch)
+        model.eval()
     stepper = _Stepper(model, inputs, use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm)
     logits = stepper.start()
     done = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
@@ -129,7 +130,8 @@ def generate(
             break
         if i + 1 < max_new_tokens:
             logits = stepper.step(token)
-    model.train(was_training)
+    if was_training:
+        model.train()
     return torch.stack(out, dim=1)
 
 

@@ -39,20 +39,30 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model, eps=eps) if cfg.embed_norm else None
         self.dropout = nn.Dropout(cfg.dropout)
 
+    def _bad_ids(self, tokens: Tensor) -> str | None:
+        """What is wrong with ids outside ``[0, vocab_size)``, or None if they are all valid."""
+        lo, hi = (int(v) for v in tokens.aminmax())
+        if hi >= self.cfg.vocab_size or lo < 0:
+            return f"token ids must lie in [0, vocab_size={self.cfg.vocab_size}); got max {hi}, min {lo}."
+        return None
+
     def forward(self, tokens: Tensor, start: int = 0, token_type_ids: Tensor | None = None) -> Tensor:
         if tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
             raise ValueError(f"expected token ids of shape (B, T) and an integer dtype; got {tuple(tokens.shape)} {tokens.dtype}.")
-        # Reading min/max back is free on the CPU but makes a GPU wait; there, check only multi-token
-        # inputs (a decoding step's token comes from the model's own logits, so it is in range).
-        if tokens.numel() and (tokens.device.type == "cpu" or tokens.shape[1] > 1):
-            lo, hi = tokens.aminmax()
-            lo, hi = int(lo), int(hi)
-            if hi >= self.cfg.vocab_size or lo < 0:
-                raise ValueError(f"token ids must lie in [0, vocab_size={self.cfg.vocab_size}); got max {hi}, min {lo}.")
         end = start + tokens.shape[1]
         if self.cfg.pos in ("learned", "sinusoidal") and end > self.cfg.max_len:
             raise ValueError(f"sequence reaches position {end} but max_len={self.cfg.max_len}; raise ModelConfig.max_len.")
-        x = self.tok(tokens)
+        # An id outside the vocabulary must fail with a clear message. On the CPU the lookup itself raises
+        # IndexError, so there we only explain it. A GPU would fail later with an opaque device assert, and
+        # reading min/max back makes it wait, so we check multi-token inputs there (a decoding step's
+        # token comes from the model's own logits, so it is in range).
+        if tokens.device.type != "cpu" and tokens.shape[1] > 1 and tokens.numel():
+            if (problem := self._bad_ids(tokens)) is not None:
+                raise ValueError(problem)
+        try:
+            x = self.tok(tokens)
+        except IndexError:
+            raise ValueError(self._bad_ids(tokens) or "token id out of range for the embedding table.") from None
         if self.scale != 1.0:
             x = x * self.scale
         if self.cfg.pos == "learned":

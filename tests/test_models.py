@@ -515,6 +515,21 @@ def test_token_id_out_of_range(cls):
         model(tok([1, -1, 3]))
 
 
+def test_token_id_out_of_range_in_a_cached_decoding_step():
+    """A single new token is looked up without a min/max check first: it must still fail clearly,
+    leave no half-written cache behind, and a valid step afterwards must still work."""
+    model = DecoderOnly(ModelConfig(vocab_size=10, d_model=8, n_heads=2)).eval()
+    cache = model.new_cache()
+    model(tok([1, 2, 3]), cache=cache)
+    for bad in (10, -1):
+        with pytest.raises(ValueError, match=r"\[0, vocab_size=10\)") as e:
+            model(tok([bad]), cache=cache)
+        assert e.value.__cause__ is None and e.value.__suppress_context__  # one message, not two tracebacks
+        assert len(cache[0]["self"]) == 3
+    full = model(tok([1, 2, 3, 4]))[:, -1]
+    torch.testing.assert_close(model(tok([4]), cache=cache)[:, -1], full)
+
+
 def test_token_id_out_of_range_encoder_decoder():
     model = EncoderDecoder(ModelConfig(vocab_size=10, d_model=8, n_heads=2))
     with pytest.raises(ValueError, match="vocab_size"):
