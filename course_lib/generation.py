@@ -12,12 +12,29 @@ cached decoding must match token for token.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .blocks import reorder_cache
 from .models import DecoderOnly, EncoderDecoder
+
+
+def _decoding(fn):
+    """Run a decoding function under ``torch.inference_mode``, which is ``no_grad`` plus no version
+    counters or view tracking: measurably less work per operation, and a decoding step is
+    hundreds of small operations. Tensors made in that mode cannot be used by autograd later, so
+    the result is cloned outside it: the generated ids can feed a training step."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode():
+            out = fn(*args, **kwargs)
+        return out.clone()
+
+    return wrapper
 
 
 class _Stepper:
@@ -91,7 +108,7 @@ def sample_next(
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
 
 
-@torch.no_grad()
+@_decoding
 def generate(
     model,
     inputs: Tensor,
@@ -151,7 +168,7 @@ def beam_step(scores: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return new_scores, flat // V, flat % V
 
 
-@torch.no_grad()
+@_decoding
 def beam_search(
     model,
     inputs: Tensor,

@@ -19,6 +19,7 @@ EXPECTED = {
     "decoder_generation": ("cached_s", "uncached_s", "speedup"),
     "encdec_generation": ("cached_s", "uncached_s", "speedup"),
     "decode_vs_minimal": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
+    "decode_vs_minimal_same_mode": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
 }
 
 

@@ -152,6 +152,20 @@ def test_generate_restores_training_mode_and_rejects_encoder_only():
         generate(build(EncoderOnly), PROMPT, 2)
 
 
+@pytest.mark.parametrize("decode", [generate, beam_search])
+@pytest.mark.parametrize("cls", [DecoderOnly, EncoderDecoder])
+def test_generated_ids_can_feed_a_training_step(decode, cls):
+    """Decoding runs under inference_mode; what it returns must still be an ordinary tensor, or the
+    first training step on generated text (self-training, back-translation) would fail."""
+    model = build(cls, seed=0).train()
+    out = decode(model, PROMPT, 3)
+    assert not out.is_inference() and model.training
+    tgt = torch.cat([torch.full((out.shape[0], 1), BOS), out], 1)
+    logits = model(PROMPT, tgt) if cls is EncoderDecoder else model(torch.cat([PROMPT, out], 1))
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 # ---------------------------------------------------------------- beam search
 @torch.no_grad()
 def seq_logprob(model, inputs, hyp, eos_id=EOS, prefix_lm=False):
