@@ -136,7 +136,7 @@ class KVCache:
         if self.k is None:  # first call (the prompt, or the encoder output): keep the tensors as they are
             self.k, self.v = k, v
             return k, v
-        n, new = len(self), k.shape[-2]
+        n, new = self.k.shape[-2], k.shape[-2]
         if self._kbuf is None or n + new > self._kbuf.shape[-2]:  # out of room: double the buffer
             capacity = max(2 * n, n + new, 16)
             self._kbuf = self.k.new_empty(*self.k.shape[:-2], capacity, self.k.shape[-1])

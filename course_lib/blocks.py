@@ -41,21 +41,19 @@ class _Block(nn.Module):
 
     def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, attn_bias=None,
                  context_positions=None):
+        # pre-norm: x = x + Sublayer(Norm(x));  post-norm: x = Norm(x + Sublayer(x)).
+        # Written out rather than through a helper that takes the sublayer as a function: in cached
+        # decoding this runs once per layer per token, and every extra Python call shows up per token.
+        pre = self.norm_first
         self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
-        self_kw = dict(mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias)
-        cross_kw = dict(cache=cross_cache, rope=rope if self.rope_cross else None, positions=positions, context_positions=context_positions)
-        # The two orders written out in full: in cached decoding this runs once per layer per token, and
-        # every extra Python call or submodule lookup shows up in the time per token.
-        if self.norm_first:  # pre-norm: x = x + Sublayer(Norm(x))
-            x = x + self._drop(self.self_attn(self.norm1(x), **self_kw))
-            if self.cross_attn is not None:
-                x = x + self._drop(self.cross_attn(self.norm_cross(x), context, context_mask, **cross_kw))
-            return x + self._drop(self.ffn(self.norm2(x)))
-        # post-norm: x = Norm(x + Sublayer(x))
-        x = self.norm1(x + self._drop(self.self_attn(x, **self_kw)))
+        h = self.self_attn(self.norm1(x) if pre else x, mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias)
+        x = x + self._drop(h) if pre else self.norm1(x + self._drop(h))
         if self.cross_attn is not None:
-            x = self.norm_cross(x + self._drop(self.cross_attn(x, context, context_mask, **cross_kw)))
-        return self.norm2(x + self._drop(self.ffn(x)))
+            h = self.cross_attn(self.norm_cross(x) if pre else x, context, context_mask, cache=cross_cache,
+                                rope=rope if self.rope_cross else None, positions=positions, context_positions=context_positions)
+            x = x + self._drop(h) if pre else self.norm_cross(x + self._drop(h))
+        h = self.ffn(self.norm2(x) if pre else x)
+        return x + self._drop(h) if pre else self.norm2(x + self._drop(h))
 
 
 class EncoderBlock(_Block):
