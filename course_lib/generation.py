@@ -44,7 +44,7 @@ class _Stepper:
         self.model, self.use_cache, self.prefix_lm = model, use_cache, prefix_lm
         self.cache = model.new_cache() if use_cache else None
         if isinstance(model, EncoderDecoder):
-            self.memory, self.src_mask = model.encode(inputs)
+            self.memory, self.src_mask = model.encode_for_decoding(inputs)
             self.seq = torch.full((inputs.shape[0], 1), bos_id, dtype=torch.long, device=inputs.device)
         elif isinstance(model, DecoderOnly):
             self.seq = inputs
@@ -73,7 +73,9 @@ class _Stepper:
     def reorder(self, index: Tensor) -> None:
         self.seq = self.seq.index_select(0, index)
         if isinstance(self.model, EncoderDecoder):
-            self.memory, self.src_mask = self.memory.index_select(0, index), self.src_mask.index_select(0, index)
+            self.memory = self.memory.index_select(0, index)
+            if self.src_mask is not None:
+                self.src_mask = self.src_mask.index_select(0, index)
         if self.cache is not None:
             reorder_cache(self.cache, index)
 

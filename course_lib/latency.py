@@ -89,7 +89,7 @@ def time_generation(model, inputs: Tensor, n_new: int, *, use_cache: bool = True
         else:
             cache = model.new_cache() if use_cache else None
             if isinstance(model, EncoderDecoder):
-                memory, src_mask = model.encode(inputs)
+                memory, src_mask = model.encode_for_decoding(inputs)
                 seq = torch.ones(inputs.shape[0], 1, dtype=torch.long, device=device)  # BOS = 1
                 run = lambda s, new: model.decode(new if use_cache else s, memory, src_mask, cache=cache)[:, -1]
             else:
@@ -140,7 +140,7 @@ def count_step_ops(model, inputs: Tensor) -> int:
     cache = model.new_cache()
     with torch.no_grad():
         if isinstance(model, EncoderDecoder):
-            memory, mask = model.encode(inputs)
+            memory, mask = model.encode_for_decoding(inputs)
             bos = torch.ones(inputs.shape[0], 1, dtype=torch.long, device=inputs.device)
             model.decode(bos, memory, mask, cache=cache)
             with _Count():
@@ -166,7 +166,7 @@ def time_step(model, inputs: Tensor, repeat: int = 15) -> float:
     cache = model.new_cache()
     with torch.no_grad():
         if isinstance(model, EncoderDecoder):
-            memory, mask = model.encode(inputs)
+            memory, mask = model.encode_for_decoding(inputs)
             tok = torch.ones(inputs.shape[0], 1, dtype=torch.long, device=inputs.device)
             model.decode(tok, memory, mask, cache=cache)
             run = lambda: model.decode(tok, memory, mask, cache=cache)
@@ -275,7 +275,7 @@ def _fill_cache(model, family: str, x: Tensor, n_steps: int):
             for _ in range(n_steps):
                 model(x[:, :1], cache=cache)
         else:
-            memory, mask = model.encode(x)
+            memory, mask = model.encode_for_decoding(x)
             for _ in range(n_steps):
                 model.decode(x[:, :1], memory, mask, cache=cache)
     return cache
@@ -314,14 +314,18 @@ def scenario(pair: dict[str, ModelConfig], P: int, G: int, hw: dict, device="cpu
         res["models"][family] = row
     a, b = res["models"]["encoder-decoder"], res["models"]["decoder-only"]
     ratio = lambda k: a[k] / b[k]
+    # each repeat's ratio (its two runs were taken back to back): the spread is the timing's resolution
+    paired = lambda k: [e[k] / d[k] for e, d in zip(runs["encoder-decoder"], runs["decoder-only"])]
     res["ratios"] = {
         "params": {"predicted": 1.0, "measured": ratio("params_non_embedding")},
         "flops": {"predicted": ratio("flops_predicted"), "measured": ratio("flops_counted") if count else None},
         "kv_bytes": {"predicted": ratio("kv_bytes_predicted"), "measured": ratio("kv_bytes_measured")},
-        "per_token_time": {"predicted": ratio("ops_per_step"), "measured": ratio("per_token_s"),
+        "per_token_time": {"predicted": ratio("ops_per_step"), "measured": ratio("per_token_s"), "runs": paired("per_token_s"),
                            "basis": "operations per step (a toy-width step is overhead-bound)"},
-        "ttft": {"predicted": ratio("flops_predicted"), "measured": ratio("ttft_s"), "basis": "FLOPs ratio (compute-bound view)"},
-        "total_time": {"predicted": ratio("flops_predicted"), "measured": ratio("total_s"), "basis": "FLOPs ratio (compute-bound view)"},
+        "ttft": {"predicted": ratio("flops_predicted"), "measured": ratio("ttft_s"), "runs": paired("ttft_s"),
+                 "basis": "FLOPs ratio (compute-bound view)"},
+        "total_time": {"predicted": ratio("flops_predicted"), "measured": ratio("total_s"), "runs": paired("total_s"),
+                       "basis": "FLOPs ratio (compute-bound view)"},
     }
     return res
 

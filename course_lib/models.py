@@ -264,6 +264,13 @@ class EncoderDecoder(_Model):
             x = block(x, src_mask, rope=self.rope, positions=positions, attn_bias=bias)
         return self.enc_norm(x), src_mask
 
+    def encode_for_decoding(self, src: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`encode`, for generation: the mask is ``None`` when no source token is padding.
+        There is nothing to hide then, and each decoding step skips the mask in every layer's
+        cross-attention (one check here instead of one per layer per step)."""
+        memory, src_mask = self.encode(src)
+        return memory, (None if bool(src_mask.all()) else src_mask)
+
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, cache: list[dict[str, KVCache]] | None = None) -> Tensor:
         """Decoder input ``tgt_in (B, T)`` (BOS + target shifted right) -> logits ``(B, T, V)``."""
         past = 0 if cache is None else len(cache[0]["self"])

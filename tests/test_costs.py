@@ -296,3 +296,20 @@ def test_claim7_predicted_ratios_at_equal_parameters():
     f = generation_flops(ed, "encoder-decoder", 1000, 1000, vocab=False)["total"] / generation_flops(dec, "decoder-only", 1000, 1000, vocab=False)["total"]
     kv = kv_cache_bytes_for(ed, "encoder-decoder", 1000, 1000)["total"] / kv_cache_bytes_for(dec, "decoder-only", 1000, 1000)["total"]
     assert 0.45 < f < 0.6 and kv == pytest.approx(4 / 9)
+
+
+def test_scenario_reports_each_repeat_and_exact_counts():
+    """The 1000 + 1000 comparison, shrunk: FLOPs and KV bytes are exact, and every time ratio comes
+    with the ratio of each back-to-back repeat."""
+    from course_lib import latency
+
+    torch.manual_seed(0)
+    pair = latency.matched_pair(d_model=32, n_heads=4, dec_layers=5, vocab=64)
+    sc = latency.scenario(pair, 12, 6, {"peak_flops": 1e9, "bandwidth": 1e9}, "cpu", repeat=3, count=True)
+    r = sc["ratios"]
+    assert r["kv_bytes"]["measured"] == pytest.approx(r["kv_bytes"]["predicted"], rel=0, abs=0)
+    assert r["flops"]["measured"] == pytest.approx(r["flops"]["predicted"], rel=0.02)
+    for k, key in (("per_token_time", "per_token_s"), ("ttft", "ttft_s"), ("total_time", "total_s")):
+        runs = r[k]["runs"]
+        assert len(runs) == 3 and all(x > 0 for x in runs)
+        assert r[k]["measured"] == sc["models"]["encoder-decoder"][key] / sc["models"]["decoder-only"][key]

@@ -144,6 +144,21 @@ def test_encoder_decoder_cached_equals_uncached_padded_sources(name, monkeypatch
         torch.testing.assert_close(lc, model(SRC, tgt_in), atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("extra", [{}, dict(pos="rope", rope_cross=True)])
+def test_unpadded_source_decodes_without_a_mask_and_the_same(extra, monkeypatch):
+    """A source with no padding needs no cross-attention mask: generation drops it (checked once),
+    and its logits still equal the teacher-forced model's, which keeps the mask."""
+    model = build(EncoderDecoder, seed=4, **extra)
+    src = SRC[:1]  # no padding
+    memory, mask = model.encode_for_decoding(src)
+    assert mask is None and torch.equal(memory, model.encode(src)[0])
+    assert model.encode_for_decoding(SRC)[1] is not None  # padded rows keep it
+    out, logits = generate_recording(monkeypatch, model, src, 8, eos_id=None)
+    tgt_in = torch.cat([torch.full((1, 1), BOS), out[:, :-1]], 1)
+    torch.testing.assert_close(logits, model(src, tgt_in), atol=1e-10, rtol=0)
+    assert torch.equal(beam_search(model, src, 8, beam_size=3), beam_search(model, src, 8, beam_size=3, use_cache=False))
+
+
 def test_generate_restores_training_mode_and_rejects_encoder_only():
     model = build(DecoderOnly, seed=0).train()
     generate(model, PROMPT, 2)
