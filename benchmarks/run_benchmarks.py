@@ -418,8 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and previous.is_file():  # a partial run updates its parts of this machine's report
         old = json.loads(previous.read_text(encoding="utf-8"))
         kept = {k: v for k, v in old["results"].items() if k in HEADLINE and k not in results}
+        for v in kept.values():  # a row remembers the run that measured it, through any number of partial runs
+            v.setdefault("measured_by", f"{old['command']} ({old['date']})")
         if kept:
-            results, earlier = {**kept, **results}, f"{old['command']} ({old['date']}: {', '.join(kept)})"
+            runs: dict[str, list[str]] = {}
+            for k, v in kept.items():
+                runs.setdefault(v["measured_by"], []).append(k)
+            results, earlier = {**kept, **results}, "; ".join(f"{cmd}: {', '.join(rows)}" for cmd, rows in runs.items())
     report = {
         "slug": slug,
         "hardware": info,
