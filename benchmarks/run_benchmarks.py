@@ -302,30 +302,25 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
     same = torch.equal(run_ours(), run_floor())
     r = compare(run_ours, run_floor, warmup=1, repeat=repeat)
     r_same = compare(run_ours, run_floor_inference_mode, warmup=1, repeat=repeat)
-    return {
-        "decode_vs_minimal": {
-            "config": {"vocab_size": V, "d_model": d, "n_layers": L, "n_heads": H, "pos": "learned", "batch": 1, "prompt_len": prompt_len, "new_tokens": n_new},
+
+    def row(r: dict) -> dict:  # per-token times of one interleaved comparison, ours (a) vs minimal (b)
+        return {
             "ours_s": r["a"]["median_s"],
             "minimal_s": r["b"]["median_s"],
             "ours_ms_per_token": 1e3 * r["a"]["median_s"] / n_new,
             "minimal_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
             "ratio": r["ratio"],
             "paired_ratio": r["paired_ratio"],
-            "same_tokens": same,
             "runs_s": {"ours": r["a"]["runs"], "minimal": r["b"]["runs"]},
-        },
+        }
+
+    config = {"vocab_size": V, "d_model": d, "n_layers": L, "n_heads": H, "pos": "learned", "batch": 1, "prompt_len": prompt_len, "new_tokens": n_new}
+    return {
+        "decode_vs_minimal": {"config": config, **row(r), "same_tokens": same},
         # `generate` runs under torch.inference_mode; the minimal model above under no_grad, as a
         # minimal GPT is usually written. The same model under inference_mode separates what our
         # code costs from what the mode saves.
-        "decode_vs_minimal_same_mode": {
-            "ours_s": r_same["a"]["median_s"],
-            "minimal_s": r_same["b"]["median_s"],
-            "ours_ms_per_token": 1e3 * r_same["a"]["median_s"] / n_new,
-            "minimal_ms_per_token": 1e3 * r_same["b"]["median_s"] / n_new,
-            "ratio": r_same["ratio"],
-            "paired_ratio": r_same["paired_ratio"],
-            "runs_s": {"ours": r_same["a"]["runs"], "minimal": r_same["b"]["runs"]},
-        },
+        "decode_vs_minimal_same_mode": row(r_same),
     }
 
 
