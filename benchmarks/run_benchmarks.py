@@ -272,6 +272,53 @@ class MinimalGPT(nn.Module):
         return torch.cat(out, dim=1)
 
 
+def python_work(run, n_short: int, n_long: int) -> dict:
+    """Python-level work per generated token of ``run(n_new)``: ``nn.Module`` calls, and attribute
+    reads that miss the instance dict and go through ``nn.Module.__getattr__`` (every submodule and
+    parameter read such as ``self.proj`` or ``self.weight``). Counted, not timed: the difference
+    between ``n_long`` and ``n_short`` tokens, divided by the extra tokens."""
+    counts = {"module_calls": 0, "getattr": 0}
+
+    def count_call(module, args):
+        counts["module_calls"] += 1
+
+    original = nn.Module.__getattr__
+
+    def counting_getattr(self, name):
+        counts["getattr"] += 1
+        return original(self, name)
+
+    def measure(n: int) -> dict:
+        counts.update(module_calls=0, getattr=0)
+        handle = torch.nn.modules.module.register_module_forward_pre_hook(count_call)
+        nn.Module.__getattr__ = counting_getattr
+        try:
+            run(n)
+        finally:
+            nn.Module.__getattr__ = original
+            handle.remove()
+        return dict(counts)
+
+    short, long = measure(n_short), measure(n_long)
+    return {k: (long[k] - short[k]) / (n_long - n_short) for k in counts}
+
+
+def python_unit_costs(repeat: int = 5, number: int = 20000) -> dict:
+    """Seconds one ``nn.Module`` call and one ``__getattr__`` read cost on this machine and Python:
+    calling an ``nn.Identity`` minus calling a plain function; reading a parameter (``lin.weight``)
+    minus reading a plain attribute (``lin.in_features``). Minimum over ``repeat`` timings."""
+    import timeit
+
+    lin, ident = nn.Linear(4, 4), nn.Identity()
+    plain = lambda x: x  # noqa: E731
+    t = lambda stmt: min(timeit.repeat(stmt, globals={"lin": lin, "ident": ident, "plain": plain}, number=number, repeat=repeat)) / number
+    return {
+        "module_call_s": max(t("ident(1)") - t("plain(1)"), 0.0),
+        "getattr_s": max(t("lin.weight") - t("lin.in_features"), 0.0),
+        "python": sys.version.split()[0],
+    }
+
+
 def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dict:
     """``generate`` (cached, greedy) vs :class:`MinimalGPT`, same shapes, same weights, batch 1."""
     torch.manual_seed(0)
@@ -302,6 +349,12 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
     same = torch.equal(run_ours(), run_floor())
     r = compare(run_ours, run_floor, warmup=1, repeat=repeat)
     r_same = compare(run_ours, run_floor_inference_mode, warmup=1, repeat=repeat)
+    # What the gap is made of: both models run the same tensor operations, so count the Python-level
+    # work per token and price it with this machine's cost of one module call and one submodule read.
+    work_ours = python_work(lambda n: generate(ours, prompt, n, eos_id=None), 4, 12)
+    work_min = python_work(lambda n: floor.generate(prompt, n), 4, 12)
+    unit = python_unit_costs()
+    extra_s = sum((work_ours[k] - work_min[k]) * unit[c] for k, c in (("module_calls", "module_call_s"), ("getattr", "getattr_s")))
 
     def row(r: dict) -> dict:  # per-token times of one interleaved comparison, ours (a) vs minimal (b)
         return {
@@ -320,7 +373,11 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
         # `generate` runs under torch.inference_mode; the minimal model above under no_grad, as a
         # minimal GPT is usually written. The same model under inference_mode separates what our
         # code costs from what the mode saves.
-        "decode_vs_minimal_same_mode": row(r_same),
+        "decode_vs_minimal_same_mode": {
+            **row(r_same),
+            "python_work_per_token": {"ours": work_ours, "minimal": work_min, "unit_costs": unit,
+                                      "predicted_extra_ms_per_token": 1e3 * extra_s},
+        },
     }
 
 
@@ -343,7 +400,13 @@ def _details(name: str, r: dict) -> str:
     if name == "seq2seq_train":
         return f"ours {r['ours_tokens_per_s']:,.0f} tok/s, theirs {r['theirs_tokens_per_s']:,.0f} tok/s"
     if name in ("decode_vs_minimal", "decode_vs_minimal_same_mode"):
-        return f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f})"
+        text = f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f})"
+        if "python_work_per_token" in r:
+            w = r["python_work_per_token"]
+            text += (f"; per token ours {w['ours']['module_calls']:.0f} module calls and {w['ours']['getattr']:.0f} submodule reads, "
+                     f"minimal {w['minimal']['module_calls']:.0f} and {w['minimal']['getattr']:.0f}: "
+                     f"{w['predicted_extra_ms_per_token']:.3f} ms/token at this machine's cost of each")
+        return text
     c = r["config"]
     return f"{c['new_tokens']} tokens: cached {r['cached_s']:.3f} s, uncached {r['uncached_s']:.3f} s"
 
