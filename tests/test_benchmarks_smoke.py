@@ -91,3 +91,35 @@ def test_latency_benchmark_quick(tmp_path):
     assert by_name["1000+1000: KV bytes ED / DO"]["within_tolerance"] is True
     assert all(p["within_tolerance"] for p in preds if p["name"].startswith("KV bytes"))
     assert report["results"]["machine"]["peak_flops"] > 0 and report["results"]["machine"]["bandwidth"] > 0
+
+
+def test_python_work_counts_module_calls_and_getattr_reads():
+    """The floor benchmark's accounting counts what it says, per token, and leaves nn.Module as it was,
+    even when the run raises. A Sequential(Linear, ReLU, Linear) called once per token makes 4 module
+    calls (the Sequential and its three layers) and reads 4 parameters through __getattr__ (each
+    Linear's weight and bias); the Sequential walks its layers without __getattr__."""
+    import pytest
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from run_benchmarks import python_work
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    net, x = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2)), torch.randn(1, 3)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            net(x)
+
+    assert python_work(run, 2, 7) == {"module_calls": 4.0, "getattr": 4.0}
+    original = nn.Module.__getattr__
+
+    def broken(n: int) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        python_work(broken, 1, 2)
+    assert nn.Module.__getattr__ is original
+    assert not torch.nn.modules.module._global_forward_pre_hooks
