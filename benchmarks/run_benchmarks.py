@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import json
 import shlex
+import statistics
 import sys
 from pathlib import Path
 
@@ -364,6 +365,8 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
             "minimal_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
             "ratio": r["ratio"],
             "paired_ratio": r["paired_ratio"],
+            # the middle half of the run-by-run ratios: how firmly the median sits on its side of the target
+            "paired_ratio_quartiles": statistics.quantiles([x / y for x, y in zip(r["a"]["runs"], r["b"]["runs"])], n=4)[::2],
             "runs_s": {"ours": r["a"]["runs"], "minimal": r["b"]["runs"]},
         }
 
@@ -400,7 +403,11 @@ def _details(name: str, r: dict) -> str:
     if name == "seq2seq_train":
         return f"ours {r['ours_tokens_per_s']:,.0f} tok/s, theirs {r['theirs_tokens_per_s']:,.0f} tok/s"
     if name in ("decode_vs_minimal", "decode_vs_minimal_same_mode"):
-        text = f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f})"
+        text = f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f}"
+        if "paired_ratio_quartiles" in r:
+            q1, q3 = r["paired_ratio_quartiles"]
+            text += f"; middle half of the run-by-run ratios {q1:.2f}-{q3:.2f}"
+        text += ")"
         if "python_work_per_token" in r:
             w = r["python_work_per_token"]
             text += (f"; per token ours {w['ours']['module_calls']:.0f} module calls and {w['ours']['getattr']:.0f} submodule reads, "
