@@ -22,6 +22,7 @@ import json
 import shlex
 import statistics
 import sys
+import timeit
 from pathlib import Path
 
 import torch
@@ -308,8 +309,6 @@ def python_unit_costs(repeat: int = 5, number: int = 20000) -> dict:
     """Seconds one ``nn.Module`` call and one ``__getattr__`` read cost on this machine and Python:
     calling an ``nn.Identity`` minus calling a plain function; reading a parameter (``lin.weight``)
     minus reading a plain attribute (``lin.in_features``). Minimum over ``repeat`` timings."""
-    import timeit
-
     lin, ident = nn.Linear(4, 4), nn.Identity()
     plain = lambda x: x  # noqa: E731
     t = lambda stmt: min(timeit.repeat(stmt, globals={"lin": lin, "ident": ident, "plain": plain}, number=number, repeat=repeat)) / number

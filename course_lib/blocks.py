@@ -36,28 +36,24 @@ class _Block(nn.Module):
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
+    def _drop(self, h: Tensor) -> Tensor:
+        return self.dropout(h) if self.training else h  # dropout is the identity in eval mode: skip the call
+
     def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, attn_bias=None,
                  context_positions=None):
-        # pre-norm: x = x + Dropout(Sublayer(Norm(x)));  post-norm: x = Norm(x + Dropout(Sublayer(x))).
+        # pre-norm: x = x + Sublayer(Norm(x));  post-norm: x = Norm(x + Sublayer(x)).
         # Written out rather than through a helper that takes the sublayer as a function: in cached
         # decoding this runs once per layer per token, and every extra Python call shows up per token.
-        # For the same reason dropout, the identity in eval mode, is only called in training.
-        pre, train = self.norm_first, self.training
+        pre = self.norm_first
         self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
         h = self.self_attn(self.norm1(x) if pre else x, mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias)
-        if train:
-            h = self.dropout(h)
-        x = x + h if pre else self.norm1(x + h)
+        x = x + self._drop(h) if pre else self.norm1(x + self._drop(h))
         if self.cross_attn is not None:
             h = self.cross_attn(self.norm_cross(x) if pre else x, context, context_mask, cache=cross_cache,
                                 rope=rope if self.rope_cross else None, positions=positions, context_positions=context_positions)
-            if train:
-                h = self.dropout(h)
-            x = x + h if pre else self.norm_cross(x + h)
+            x = x + self._drop(h) if pre else self.norm_cross(x + self._drop(h))
         h = self.ffn(self.norm2(x) if pre else x)
-        if train:
-            h = self.dropout(h)
-        return x + h if pre else self.norm2(x + h)
+        return x + self._drop(h) if pre else self.norm2(x + self._drop(h))
 
 
 class EncoderBlock(_Block):

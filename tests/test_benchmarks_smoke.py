@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+from torch import nn
+
 from course_lib.bench import compare, hardware_info, time_fn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,10 +102,6 @@ def test_python_work_counts_module_calls_and_getattr_reads():
     even when the run raises. A Sequential(Linear, ReLU, Linear) called once per token makes 4 module
     calls (the Sequential and its three layers) and reads 4 parameters through __getattr__ (each
     Linear's weight and bias); the Sequential walks its layers without __getattr__."""
-    import pytest
-    import torch
-    from torch import nn
-
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         from run_benchmarks import python_work
