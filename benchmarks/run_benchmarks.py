@@ -40,6 +40,7 @@ TARGETS = {  # name -> (comparison, value)
     "encdec_generation": (None, None),  # reported, no target
     "decode_vs_minimal": ("<=", 1.10),  # per-token time ours / MinimalGPT's
     "decode_vs_minimal_same_mode": ("<=", 1.10),  # the same, MinimalGPT also under inference_mode
+    "decode_general_path": (None, None),  # generate(fast_path=False) vs MinimalGPT under inference_mode: reported
 }
 
 
@@ -339,22 +340,28 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
             mine["out"].load_state_dict(b.ffn.linear2.state_dict())
         floor.ln_f.load_state_dict(ours.norm.state_dict())
     prompt = torch.randint(3, V, (1, prompt_len), device=device)
-    run_ours = lambda: generate(ours, prompt, n_new, eos_id=None)
+    run_ours = lambda: generate(ours, prompt, n_new, eos_id=None)  # steps take the fast path (course_lib.fast_decode)
+    run_general = lambda: generate(ours, prompt, n_new, eos_id=None, fast_path=False)  # every step through forward
     run_floor = lambda: floor.generate(prompt, n_new)
 
     def run_floor_inference_mode():  # the same minimal model under the mode `generate` uses
         with torch.inference_mode():
             return floor.generate(prompt, n_new)
 
-    same = torch.equal(run_ours(), run_floor())
+    same = torch.equal(run_ours(), run_floor()) and torch.equal(run_general(), run_floor())
     r = compare(run_ours, run_floor, warmup=1, repeat=repeat)
     r_same = compare(run_ours, run_floor_inference_mode, warmup=1, repeat=repeat)
-    # What the gap is made of: both models run the same tensor operations, so count the Python-level
+    r_general = compare(run_general, run_floor_inference_mode, warmup=1, repeat=repeat)
+    # What the gaps are made of: the models run the same tensor operations, so count the Python-level
     # work per token and price it with this machine's cost of one module call and one submodule read.
     work_ours = python_work(lambda n: generate(ours, prompt, n, eos_id=None), 4, 12)
+    work_general = python_work(lambda n: generate(ours, prompt, n, eos_id=None, fast_path=False), 4, 12)
     work_min = python_work(lambda n: floor.generate(prompt, n), 4, 12)
     unit = python_unit_costs()
-    extra_s = sum((work_ours[k] - work_min[k]) * unit[c] for k, c in (("module_calls", "module_call_s"), ("getattr", "getattr_s")))
+
+    def work(mine: dict) -> dict:
+        extra_s = sum((mine[k] - work_min[k]) * unit[c] for k, c in (("module_calls", "module_call_s"), ("getattr", "getattr_s")))
+        return {"ours": mine, "minimal": work_min, "unit_costs": unit, "predicted_extra_ms_per_token": 1e3 * extra_s}
 
     def row(r: dict) -> dict:  # per-token times of one interleaved comparison, ours (a) vs minimal (b)
         return {
@@ -375,11 +382,9 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
         # `generate` runs under torch.inference_mode; the minimal model above under no_grad, as a
         # minimal GPT is usually written. The same model under inference_mode separates what our
         # code costs from what the mode saves.
-        "decode_vs_minimal_same_mode": {
-            **row(r_same),
-            "python_work_per_token": {"ours": work_ours, "minimal": work_min, "unit_costs": unit,
-                                      "predicted_extra_ms_per_token": 1e3 * extra_s},
-        },
+        "decode_vs_minimal_same_mode": {**row(r_same), "python_work_per_token": work(work_ours)},
+        # the general forward pass for every step (no fast path): what the library's structure costs
+        "decode_general_path": {**row(r_general), "python_work_per_token": work(work_general)},
     }
 
 
@@ -393,6 +398,7 @@ HEADLINE = {  # name -> (what, key of the headline number, unit)
     "encdec_generation": ("Enc-dec greedy: uncached / cached time", "speedup", "x"),
     "decode_vs_minimal": ("Cached decoding, batch 1: time per token ours / minimal GPT", "paired_ratio", "x"),
     "decode_vs_minimal_same_mode": ("... the minimal GPT also under inference_mode", "paired_ratio", "x"),
+    "decode_general_path": ("... every step through the general forward pass (fast_path=False)", "paired_ratio", "x"),
 }
 
 
@@ -401,7 +407,7 @@ def _details(name: str, r: dict) -> str:
         return f"ours {r['ours_ms']:.2f} ms, theirs {r['theirs_ms']:.2f} ms"
     if name == "seq2seq_train":
         return f"ours {r['ours_tokens_per_s']:,.0f} tok/s, theirs {r['theirs_tokens_per_s']:,.0f} tok/s"
-    if name in ("decode_vs_minimal", "decode_vs_minimal_same_mode"):
+    if name in ("decode_vs_minimal", "decode_vs_minimal_same_mode", "decode_general_path"):
         text = f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f}"
         if "paired_ratio_quartiles" in r:
             q1, q3 = r["paired_ratio_quartiles"]

@@ -10,6 +10,7 @@ One concept per module:
 * ``models``     EncoderOnly, DecoderOnly (incl. prefix-LM), EncoderDecoder
 * ``losses``     mlm_corrupt, mlm_loss, clm_loss, shift_right, seq2seq_loss
 * ``generation`` greedy, sampling, beam search, with and without the cache
+* ``fast_decode`` the fast path of a cached decoding step: the same arithmetic, lookups done once
 * ``runtime``    seeding, device and dtype choice, fast mode
 * ``tokenizer``  word-level tokenizer with the course's special tokens
 * ``data``       toy transduction tasks (reverse, sort, copy) and batching for lessons 03-04

@@ -1,0 +1,88 @@
+"""The fast path of cached decoding: one token at a time, with the lookups done once.
+
+A decoding step of a small model is a few hundred tiny operations, and on a CPU most of its time is
+Python, not arithmetic. The general forward pass (``DecoderOnly.forward``) redoes per token and per
+layer work whose answer never changes between tokens: it finds each submodule by name (``self.norm1``,
+``self.self_attn.in_proj``: on Python 3.11 each such read of an ``nn.Module`` first fails the normal
+attribute lookup, building and discarding an ``AttributeError``), calls three nested modules (block,
+attention, feed-forward) with keyword arguments, and checks masks and options that are all off in a
+plain decoding step.
+
+:class:`FlatDecoder` does the lookups once per generation (a tuple of modules per layer) and then runs
+the same arithmetic as the blocks, written out flat. The whole GPT decoding step:
+
+    x = Embed(token, position)                                    (B, 1, d)
+    for each layer:
+        q, k, v = split_heads(W_qkv · Norm₁(x))                   (B, H, 1, d_head) each
+        K, V = cache.append(k, v)                                 (B, H, n_ctx, d_head)
+        x = x + W_O · merge_heads(softmax(q Kᵀ / √d_head) V)       one query may see every key: no mask
+        x = x + FFN(Norm₂(x))
+    logits = Head(Norm_f(x))                                      (B, 1, V)
+
+It covers pre-norm decoders with learned, sinusoidal, rotary or no positions, full or grouped-query
+attention and any norm and FFN. Anything else (post-norm, T5's relative bias, QK-/V-norm, training
+mode, attention being recorded, hooks on a module it skips, a subclass) takes the general path.
+Both give the same logits bit for bit: ``tests/test_fast_decode.py`` checks it config by config.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import KVCache, MultiHeadAttention
+from .blocks import DecoderBlock
+from .models import DecoderOnly
+
+
+def _hooked(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks)
+
+
+class FlatDecoder:
+    """Cached decoding steps of a :class:`DecoderOnly` with its modules looked up once.
+
+    ``FlatDecoder(model).step(token (B, 1), cache)`` returns the logits ``(B, V)`` of the next token
+    and appends this position's keys and values to ``cache`` (filled by a prefill through the
+    general ``model(prompt, cache=cache)``). Use :meth:`supports` first.
+    """
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        """Whether the flat step computes exactly what ``model``'s forward pass would."""
+        if type(model) is not DecoderOnly or model.training or _hooked(model):
+            return False
+        if not model.cfg.norm_first or model.rel_bias is not None:
+            return False
+        for block in model.blocks:
+            attn = block.self_attn
+            if type(block) is not DecoderBlock or type(attn) is not MultiHeadAttention or _hooked(block) or _hooked(attn):
+                return False
+            if attn.q_norm is not None or attn.v_norm_eps is not None or attn.out_norm is not None or attn.record:
+                return False
+        return True
+
+    def __init__(self, model: DecoderOnly) -> None:
+        if not self.supports(model):
+            raise ValueError("FlatDecoder only runs a pre-norm DecoderOnly in eval mode without QK-/V-norm, "
+                             "relative position bias, hooks or attention recording; use the model's forward pass.")
+        self.embed, self.rope, self.norm, self.head = model.embed, model.rope, model.norm, model.head
+        self.layers = [(b.norm1, b.self_attn.in_proj, b.self_attn.out_proj, b.norm2, b.ffn, b.self_attn) for b in model.blocks]
+
+    def step(self, token: Tensor, cache: list[dict[str, KVCache]]) -> Tensor:
+        """``token (B, 1)`` at position ``len(cache)`` -> next-token logits ``(B, V)``."""
+        past = len(cache[0]["self"])
+        x = self.embed(token, start=past)  # (B, 1, d)
+        positions = None if self.rope is None else torch.arange(past, past + 1, device=token.device)
+        for (norm1, in_proj, out_proj, norm2, ffn, attn), layer_cache in zip(self.layers, cache):
+            h, h_kv = attn.n_heads, attn.n_kv_heads
+            q, k, v = attn._heads(in_proj(norm1(x))).split_with_sizes([h, h_kv, h_kv], dim=1)  # (B, heads, 1, d_head)
+            if positions is not None:
+                q, k = self.rope(q, positions), self.rope(k, positions)
+            k, v = layer_cache["self"].append(k, v)  # (B, h_kv, past + 1, d_head)
+            if h_kv != h:  # grouped-query attention: each K/V head serves h / h_kv query heads
+                k, v = k.repeat_interleave(h // h_kv, dim=1), v.repeat_interleave(h // h_kv, dim=1)
+            a = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # one query, every key visible: no mask
+            x = x + out_proj(a.transpose(1, 2).flatten(2))  # merge the heads, W_O
+            x = x + ffn(norm2(x))
+        return self.head(self.norm(x))[:, -1]
