@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import DecoderOnly, EncoderDecoder, ModelConfig, MultiHeadAttention, causal_mask, generate
-from course_lib.bench import compare, hardware_info, hardware_slug, report_header, save_report
+from course_lib.bench import compare, compare_many, hardware_info, hardware_slug, paired, report_header, save_report
 
 TARGETS = {  # name -> (comparison, value)
     "mha_no_mask": ("<=", 1.10),  # time ours / theirs
@@ -349,9 +349,10 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
             return floor.generate(prompt, n_new)
 
     same = torch.equal(run_ours(), run_floor()) and torch.equal(run_general(), run_floor())
-    r = compare(run_ours, run_floor, warmup=1, repeat=repeat)
-    r_same = compare(run_ours, run_floor_inference_mode, warmup=1, repeat=repeat)
-    r_general = compare(run_general, run_floor_inference_mode, warmup=1, repeat=repeat)
+    # all four round-robin, so that every ratio below compares runs made at about the same moment
+    t = compare_many({"ours": run_ours, "general": run_general, "minimal": run_floor, "minimal_im": run_floor_inference_mode},
+                     warmup=1, repeat=repeat)
+    r, r_same, r_general = paired(t["ours"], t["minimal"]), paired(t["ours"], t["minimal_im"]), paired(t["general"], t["minimal_im"])
     # What the gaps are made of: the models run the same tensor operations, so count the Python-level
     # work per token and price it with this machine's cost of one module call and one submodule read.
     work_ours = python_work(lambda n: generate(ours, prompt, n, eos_id=None), 4, 12)
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--repeat", type=int, default=None, help="timed runs per function (default 15, quick 3; generation 3, quick 2)")
+    p.add_argument("--repeat", type=int, default=None, help="timed runs per function (default 15, quick 3; generation 3, quick 2; decode floor 24, quick 4)")
     p.add_argument("--only", nargs="*", choices=["attention", "training", "generation", "floor"],
                    help="run only these parts (updating them in an existing report for this machine)")
     args = p.parse_args(argv)
@@ -474,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     if "generation" in parts:
         results |= bench_generation(device, quick=quick, repeat=args.repeat or (2 if quick else 3))
     if "floor" in parts:
-        results |= bench_decode_floor(device, quick=quick, repeat=args.repeat or (3 if quick else 15))
+        results |= bench_decode_floor(device, quick=quick, repeat=args.repeat or (4 if quick else 24))
 
     for name, r in results.items():
         key = HEADLINE[name][1]

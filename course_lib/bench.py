@@ -84,6 +84,33 @@ def compare(
     return {"a": a, "b": b, "ratio": a["median_s"] / b["median_s"], "paired_ratio": paired}
 
 
+def compare_many(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: int = 10, sync: bool = True) -> dict[str, dict[str, Any]]:
+    """Time several functions round-robin: each round calls every function once, and the order
+    rotates from round to round (reversed every other cycle), so background load, caches and CPU
+    frequency fall on all of them alike. Returns ``{name: time_fn-style dict}``; :func:`paired`
+    turns two of them into a ratio. Round ``i`` of every function ran at about the same moment."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1; got {repeat}.")
+    names = list(fns)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(repeat):
+        shift = i % len(names)
+        order = names[shift:] + names[:shift]
+        for name in order if (i // len(names)) % 2 == 0 else order[::-1]:
+            runs[name].append(_time_once(fns[name], sync))
+    return {name: _summary(r) for name, r in runs.items()}
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two timings from :func:`compare_many` as :func:`compare` reports them: ``ratio`` of the
+    medians and ``paired_ratio``, the median over rounds of ``a_i / b_i``."""
+    ratios = [x / y for x, y in zip(a["runs"], b["runs"], strict=True)]
+    return {"a": a, "b": b, "ratio": a["median_s"] / b["median_s"], "paired_ratio": statistics.median(ratios)}
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:

@@ -24,6 +24,7 @@ EXPECTED = {
     "encdec_generation": ("cached_s", "uncached_s", "speedup"),
     "decode_vs_minimal": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
     "decode_vs_minimal_same_mode": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
+    "decode_general_path": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
 }
 
 
@@ -44,6 +45,8 @@ def test_run_benchmarks_quick(tmp_path):
         assert "pass" in result and "target" in result
     assert report["results"]["decoder_generation"]["same_tokens"] is True
     assert report["results"]["decode_vs_minimal"]["same_tokens"] is True  # the floor computes the same function
+    work = {k: report["results"][k]["python_work_per_token"]["ours"] for k in ("decode_vs_minimal_same_mode", "decode_general_path")}
+    assert work["decode_vs_minimal_same_mode"]["module_calls"] < work["decode_general_path"]["module_calls"]  # the fast path ran
     assert report["results"]["mha_no_mask"]["max_abs_diff"] < 1e-4
     md = mds[0].read_text()
     assert "torch" in md and "| benchmark |" in md and "--quick" in md
@@ -123,3 +126,22 @@ def test_python_work_counts_module_calls_and_getattr_reads():
         python_work(broken, 1, 2)
     assert nn.Module.__getattr__ is original
     assert not torch.nn.modules.module._global_forward_pre_hooks
+
+
+def test_compare_many_runs_every_function_once_per_round_in_rotating_order():
+    from course_lib.bench import compare_many, paired
+
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    out = compare_many(fns, warmup=1, repeat=6)
+    assert calls[:3] == ["a", "b", "c"]  # the warmup round
+    rounds = [calls[3 + 3 * i: 6 + 3 * i] for i in range(6)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)  # every function once per round
+    assert rounds[:3] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]  # the order rotates...
+    assert rounds[3:] == [["c", "b", "a"], ["a", "c", "b"], ["b", "a", "c"]]  # ... and is reversed on the next cycle
+    assert set(out) == {"a", "b", "c"} and all(len(v["runs"]) == 6 for v in out.values())
+    with pytest.raises(ValueError, match="repeat"):
+        compare_many(fns, repeat=0)
+    a = {"median_s": 2.0, "runs": [1.0, 2.0, 9.0]}
+    b = {"median_s": 4.0, "runs": [2.0, 1.0, 3.0]}
+    assert paired(a, b)["paired_ratio"] == 2.0 and paired(a, b)["ratio"] == 0.5  # median of 0.5, 2, 3; 2 / 4
