@@ -75,6 +75,8 @@ def test_generate_gives_the_same_tokens_with_and_without_the_fast_path(kw):
     assert torch.equal(sample(True), sample(False))
     beams = lambda fp: beam_search(model, prompt, 12, beam_size=3, fast_path=fp)
     assert torch.equal(beams(True), beams(False))
+    prefix = lambda **kw: generate(model, prompt, 12, eos_id=None, prefix_lm=True, **kw)  # a step sees every key either way
+    assert torch.equal(prefix(), prefix(fast_path=False)) and torch.equal(prefix(), prefix(use_cache=False))
 
 
 def _forward_calls(monkeypatch, model, **kw) -> int:
