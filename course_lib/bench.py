@@ -61,7 +61,8 @@ def time_fn(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 10, sync: b
 def compare(
     a_fn: Callable[[], Any], b_fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 10, sync: bool = True
 ) -> dict[str, Any]:
-    """Time two functions with their runs interleaved (a, b, b, a, a, b, ...).
+    """Time two functions with their runs interleaved (a, b, b, a, ...): :func:`compare_many`
+    with two functions, reported by :func:`paired`.
 
     Returns ``{"a": time_fn-style dict, "b": ..., "ratio": median_a / median_b,
     "paired_ratio": median over i of a_i / b_i}``; a ratio below 1 means ``a`` is faster.
@@ -69,19 +70,8 @@ def compare(
     CPU frequency and background load then affect both alike). ``paired_ratio`` compares each
     run with its neighbour, so it is the more robust of the two on a busy machine.
     """
-    if repeat < 1:
-        raise ValueError(f"repeat must be at least 1; got {repeat}.")
-    for _ in range(warmup):
-        a_fn()
-        b_fn()
-    a_runs, b_runs = [], []
-    for i in range(repeat):
-        pair = ((a_fn, a_runs), (b_fn, b_runs))
-        for fn, runs in pair if i % 2 == 0 else pair[::-1]:
-            runs.append(_time_once(fn, sync))
-    a, b = _summary(a_runs), _summary(b_runs)
-    paired = statistics.median(x / y for x, y in zip(a_runs, b_runs))
-    return {"a": a, "b": b, "ratio": a["median_s"] / b["median_s"], "paired_ratio": paired}
+    t = compare_many({"a": a_fn, "b": b_fn}, warmup=warmup, repeat=repeat, sync=sync)
+    return paired(t["a"], t["b"])
 
 
 def compare_many(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: int = 10, sync: bool = True) -> dict[str, dict[str, Any]]:

@@ -87,9 +87,9 @@ def _forward_calls(monkeypatch, model, **kw) -> int:
         calls.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(DecoderOnly, "forward", counting)
-    generate(model, torch.full((1, 3), 5), 10, eos_id=None, **kw)
-    monkeypatch.setattr(DecoderOnly, "forward", original)
+    with monkeypatch.context() as m:
+        m.setattr(DecoderOnly, "forward", counting)
+        generate(model, torch.full((1, 3), 5), 10, eos_id=None, **kw)
     return len(calls)
 
 
