@@ -213,10 +213,11 @@ def _widget(mc: MultipleChoice):
     return box
 
 
-def ask(mc: MultipleChoice | str, widget: bool | None = None):
+def ask(mc: MultipleChoice | str, widget: bool | None = None) -> None:
     """Show a question: radio buttons and a Check button in Jupyter/Colab, else plain text.
 
-    ``widget=True``/``False`` forces one form. Returns the widget box, or ``None`` for text.
+    ``widget=True``/``False`` forces one form. Returns nothing, so ``ask(q)`` as a cell's last
+    line shows the question once (a returned widget would be displayed a second time).
     Never raises in a headless run (nbclient, nbval): any widget failure falls back to text.
     """
     mc = _get(mc)
@@ -224,9 +225,8 @@ def ask(mc: MultipleChoice | str, widget: bool | None = None):
         try:
             from IPython.display import display
 
-            box = _widget(mc)
-            display(box)
-            return box
+            display(_widget(mc))
+            return None
         except Exception:  # noqa: BLE001 - a question must never stop a notebook
             pass
     print(mc.text())

@@ -591,9 +591,14 @@ def test_headless_hint_is_code_that_runs_after_the_setup_cell(capsys):
     assert isinstance(eval(hint, {"course_lib": course_lib}), bool), hint
 
 
-def test_ask_widget_grades_on_click(question, capsys):
+def test_ask_widget_grades_on_click(question, capsys, monkeypatch):
     pytest.importorskip("ipywidgets")
-    box = quiz.ask(question, widget=True)
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    assert quiz.ask(question, widget=True) is None  # a returned widget would show twice as a cell's last line
+    (box,) = shown
     parts = box._course_parts
     assert parts["radio"].value is None  # nothing preselected
     parts["button"].click()
@@ -604,6 +609,23 @@ def test_ask_widget_grades_on_click(question, capsys):
     parts["radio"].value = 1
     parts["button"].click()
     assert parts["feedback"].value == "✅ Correct: The encoder mask hides only padding."
+
+
+def test_ask_as_a_cells_last_line_shows_the_widget_once(monkeypatch):
+    """In a real kernel (as in JupyterLab), `ask(q)` ending a cell displays one widget and no result."""
+    pytest.importorskip("ipywidgets")
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv(quiz.HEADLESS_ENV, "0")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from course_lib.quiz import MultipleChoice, ask\n"
+        "ask(MultipleChoice('2 + 2?', ['3', '4'], answer='4'))"
+    )]
+    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = nb.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data"], outputs
+    assert sync.WIDGET_MIME in outputs[0].data
 
 
 # --------------------------------------------------------------------------- plotting
