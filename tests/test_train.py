@@ -107,6 +107,16 @@ def test_batch_indices_each_example_once_per_epoch_and_deterministic():
     assert torch.equal(big, perm[(10**6 * bs) % n:(10**6 * bs) % n + bs])
 
 
+def test_batch_indices_give_full_batches_when_steps_times_batch_exceed_the_data():
+    """Practice 07's loop: 100 steps of 16 from 571 chunks (a plain slice is empty from step 36 on)."""
+    n, bs, steps = 571, 16, 100
+    batches = [batch_indices(s, n, bs, seed=0) for s in range(steps)]
+    assert all(len(b) == bs and 0 <= int(b.min()) and int(b.max()) < n for b in batches)
+    stream = torch.cat(batches)
+    for e in range(steps * bs // n):  # every complete epoch holds each chunk exactly once
+        assert sorted(stream[e * n:(e + 1) * n].tolist()) == list(range(n))
+
+
 def test_global_batch_must_divide_world_size():
     assert _local_batch_size(8, 2) == 4
     with pytest.raises(ValueError, match="divisible"):
