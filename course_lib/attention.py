@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .masks import check_mask
+from .masks import causal_mask, check_mask
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -67,6 +67,7 @@ def scaled_dot_product_attention(
     v: Tensor,
     mask: Tensor | None = None,
     *,
+    causal: bool = False,
     return_weights: bool = False,
     dropout_p: float = 0.0,
     bias: Tensor | None = None,
@@ -78,13 +79,27 @@ def scaled_dot_product_attention(
     ``bias`` (broadcastable to the scores, e.g. T5's relative position bias ``(1, H, T_q, T_k)``)
     is added to the scores; ``scale`` replaces 1/√d_k (T5: 1.0).
 
+    ``causal=True`` also hides future keys: the ``T_q`` queries are the newest of the ``T_k``
+    positions (:func:`~course_lib.masks.causal_mask`), ANDed with ``mask`` if one is given. When
+    that is the only mask and ``T_q == T_k`` (no cache: a prefill, a training step) it calls PyTorch's
+    causal kernel (``is_causal=True``), which skips the hidden half of the scores instead of
+    computing and discarding it: the same answer, up to about twice as fast for long sequences.
+
     Without weights it calls PyTorch's fused kernel; with weights it runs the formula
     line by line. Both give the same answer, and a query whose keys are *all* masked
     gets an output of zeros (never NaN).
     """
     _check_qkv(q, k, v, mask)
+    causal = causal and q.shape[-2] > 1  # a single query is the newest position: it may see every key
+    if causal and mask is None and bias is None and not return_weights and q.shape[-2] == k.shape[-2]:
+        # the kernel's causal mask is aligned top-left, which is ours only when T_q == T_k (no cached keys)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
     has_key = None
-    if mask is not None:
+    if causal and mask is None:  # the causal mask alone: every query sees its own key, so no row is empty
+        mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
+    elif mask is not None:
+        if causal:
+            mask = mask & causal_mask(q.shape[-2], k.shape[-2], device=q.device)
         has_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1): rows with at least one visible key
         if _sync_is_cheap(mask) and bool(has_key.all()):
             has_key = None  # no empty row (the usual case): nothing to fix up
@@ -238,11 +253,13 @@ class MultiHeadAttention(nn.Module):
         positions: Tensor | None = None,
         bias: Tensor | None = None,
         context_positions: Tensor | None = None,
+        causal: bool = False,
     ) -> Tensor:
         """``x (B, T_q, d_model)``, ``context (B, T_k, d_model)`` or None -> ``(B, T_q, d_model)``.
         ``bias`` (e.g. T5's relative position bias ``(1, H, T_q, T_k)``) is added to the scores.
 
         ``mask`` broadcasts to ``(B, H, T_q, T_k)`` where T_k counts cached keys too.
+        ``causal=True`` hides future keys as well (see :func:`scaled_dot_product_attention`).
         ``rope`` (a :class:`~course_lib.layers.RotaryEmbedding`) rotates queries and keys
         of *self*-attention by their absolute ``positions (T_q,)`` or ``(B, T_q)``. In cross-attention
         a ``rope`` rotates the queries by ``positions`` and the keys by ``context_positions`` (T_k,).
@@ -291,10 +308,11 @@ class MultiHeadAttention(nn.Module):
 
         p = self.dropout if self.training else 0.0
         if self.record:
-            out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True, dropout_p=p, bias=bias, scale=self.scale)
+            out, weights = scaled_dot_product_attention(q, k, v, mask, causal=causal, return_weights=True, dropout_p=p, bias=bias,
+                                                        scale=self.scale)
             self.last_weights = weights.detach()
         else:
-            out = scaled_dot_product_attention(q, k, v, mask, dropout_p=p, bias=bias, scale=self.scale)
+            out = scaled_dot_product_attention(q, k, v, mask, causal=causal, dropout_p=p, bias=bias, scale=self.scale)
         out = out.transpose(1, 2).flatten(2)  # merge the heads back: "b h t d -> b t (h d)"
         return self.out_proj(out if self.out_norm is None else self.out_norm(out))
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .attention import KVCache, MultiHeadAttention
 from .config import ModelConfig
 from .layers import make_ffn, make_norm
-from .masks import causal_mask, combine_masks
+from .masks import combine_masks
 
 
 class _Block(nn.Module):
@@ -40,13 +40,14 @@ class _Block(nn.Module):
         return self.dropout(h) if self.training else h  # dropout is the identity in eval mode: skip the call
 
     def _forward(self, x, self_mask, context=None, context_mask=None, cache=None, rope=None, positions=None, attn_bias=None,
-                 context_positions=None):
+                 context_positions=None, causal=False):
         # pre-norm: x = x + Sublayer(Norm(x));  post-norm: x = Norm(x + Sublayer(x)).
         # Written out rather than through a helper that takes the sublayer as a function: in cached
         # decoding this runs once per layer per token, and every extra Python call shows up per token.
         pre = self.norm_first
         self_cache, cross_cache = (None, None) if cache is None else (cache["self"], cache["cross"])
-        h = self.self_attn(self.norm1(x) if pre else x, mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias)
+        h = self.self_attn(self.norm1(x) if pre else x, mask=self_mask, cache=self_cache, rope=rope, positions=positions, bias=attn_bias,
+                           causal=causal)
         x = x + self._drop(h) if pre else self.norm1(x + self._drop(h))
         if self.cross_attn is not None:
             h = self.cross_attn(self.norm_cross(x) if pre else x, context, context_mask, cache=cross_cache,
@@ -74,9 +75,10 @@ class EncoderBlock(_Block):
 
 
 class DecoderBlock(_Block):
-    """Causal self-attention + FFN. Without an explicit ``mask`` it builds the causal one
-    (aligned to the newest positions when a KV ``cache`` holds earlier ones), except for a single
-    new position, which may see every key anyway."""
+    """Causal self-attention + FFN. Without an explicit ``mask`` attention is causal (aligned to the
+    newest positions when a KV ``cache`` holds earlier ones; attention decides how, see
+    :func:`~course_lib.attention.scaled_dot_product_attention`); an explicit ``mask`` (e.g. a
+    prefix-LM mask) is used as given."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg, cross=False)
@@ -84,15 +86,13 @@ class DecoderBlock(_Block):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, *, cache: dict[str, KVCache] | None = None, rope=None, positions=None, attn_bias=None
     ) -> Tensor:
-        if mask is None and x.shape[1] > 1:  # one new query may see every key: no mask needed
-            past = 0 if cache is None else len(cache["self"])
-            mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
-        return self._forward(x, mask, cache=cache, rope=rope, positions=positions, attn_bias=attn_bias)
+        return self._forward(x, mask, cache=cache, rope=rope, positions=positions, attn_bias=attn_bias, causal=mask is None)
 
 
 class CrossDecoderBlock(_Block):
     """The encoder-decoder's decoder block: causal self-attention, then cross-attention
-    (queries from here, keys/values from the encoder output ``context (B, S, d)``), then FFN."""
+    (queries from here, keys/values from the encoder output ``context (B, S, d)``), then FFN.
+    Self-attention is causal unless an explicit ``mask`` is given, as in :class:`DecoderBlock`."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg, cross=True)
@@ -110,11 +110,8 @@ class CrossDecoderBlock(_Block):
         attn_bias=None,
         context_positions=None,
     ) -> Tensor:
-        if mask is None and x.shape[1] > 1:  # one new query may see every key: no mask needed
-            past = 0 if cache is None else len(cache["self"])
-            mask = causal_mask(x.shape[1], past + x.shape[1], device=x.device)
         return self._forward(x, mask, context, context_mask, cache=cache, rope=rope, positions=positions, attn_bias=attn_bias,
-                             context_positions=context_positions)
+                             context_positions=context_positions, causal=mask is None)
 
 
 def new_cache(n_layers: int) -> list[dict[str, KVCache]]:
@@ -122,10 +119,14 @@ def new_cache(n_layers: int) -> list[dict[str, KVCache]]:
     return [{"self": KVCache(), "cross": KVCache()} for _ in range(n_layers)]
 
 
-def reorder_cache(cache: list[dict[str, KVCache]], index: Tensor) -> None:
+def reorder_cache(cache: list[dict[str, KVCache]], index: Tensor, *, cross: bool = True) -> None:
+    """Keep batch rows ``index`` of every layer's cache. ``cross=False`` leaves the cross-attention
+    keys/values as they are: beam search reshuffles one input's beams among themselves, and those
+    beams share one source, so its encoder keys/values are already the same in every row."""
     for layer in cache:
-        for c in layer.values():
-            c.reorder(index)
+        layer["self"].reorder(index)
+        if cross:
+            layer["cross"].reorder(index)
 
 
 __all__ = ["EncoderBlock", "DecoderBlock", "CrossDecoderBlock", "new_cache", "reorder_cache", "combine_masks"]

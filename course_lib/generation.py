@@ -78,13 +78,13 @@ class _Stepper:
         return self._logits(new)
 
     def reorder(self, index: Tensor) -> None:
+        """Keep hypotheses ``index`` (beam search, after picking the best extensions). Beam search
+        only moves an input's beams among themselves, and those share one source: the encoder memory,
+        its mask and the cross-attention K/V are the same in every row it can pick, so they are not
+        copied; the tokens so far and the self-attention cache are."""
         self.seq = self.seq.index_select(0, index)
-        if isinstance(self.model, EncoderDecoder):
-            self.memory = self.memory.index_select(0, index)
-            if self.src_mask is not None:
-                self.src_mask = self.src_mask.index_select(0, index)
         if self.cache is not None:
-            reorder_cache(self.cache, index)
+            reorder_cache(self.cache, index, cross=False)
 
 
 def sample_next(

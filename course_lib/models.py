@@ -224,8 +224,10 @@ class DecoderOnly(_Model):
         """``tokens (B, T)`` -> logits ``(B, T, V)``. With a ``cache``, ``tokens`` are the new
         positions only and earlier keys/values are read from (and appended to) the cache."""
         past = 0 if cache is None else len(cache[0]["self"])
-        # One new token (a decoding step) may see every key, prefix or not: no mask to build or apply.
-        mask = None if tokens.shape[1] == 1 else self.self_attention_mask(tokens.shape[1], past, prefix_len, tokens.device)
+        # mask=None: the blocks' attention is causal (PyTorch's causal kernel where exact). A prefix-LM
+        # needs its own mask, except for one new token (a decoding step), which may see every key anyway.
+        prefix = prefix_len is not None and tokens.shape[1] > 1
+        mask = self.self_attention_mask(tokens.shape[1], past, prefix_len, tokens.device) if prefix else None
         x = self.embed(tokens, start=past)
         positions = None if self.rope is None else torch.arange(past, past + tokens.shape[1], device=tokens.device)
         bias = _bias(self.rel_bias, past, tokens.shape[1], tokens.device)
@@ -283,7 +285,7 @@ class EncoderDecoder(_Model):
             context_positions = torch.arange(memory.shape[1], device=memory.device)
         bias = _bias(self.dec_rel_bias, past, tgt_in.shape[1], tgt_in.device)
         for i, block in enumerate(self.decoder):
-            # mask=None: the block builds the causal mask, aligned to the cache
+            # mask=None: causal self-attention, aligned to the cache (PyTorch's causal kernel where exact)
             x = block(x, memory, src_mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions,
                       context_positions=context_positions, attn_bias=bias)
         return self.head(self.dec_norm(x))
