@@ -2,7 +2,7 @@
 
     attention (Q, K, V, O)          4·d²                      (+ 4·d biases)
     FFN, ReLU/GELU                  2·d·d_ff                  (+ d_ff + d biases)
-    FFN, SwiGLU                     3·d·d_ff
+    FFN, SwiGLU / GeGLU             3·d·d_ff
     decoder layer + cross-attention + 4·d²
     forward FLOPs per token         ≈ 2·N + 2·L·n_ctx·d       (Kaplan et al. 2020, Table 1)
     training FLOPs per token        ≈ 3 × forward ≈ 6·N       (backward = 2 × forward)
@@ -18,12 +18,14 @@ the scores ``QKᵀ`` and the mix ``softmax(·) V`` each cost ``2·n_ctx·d`` per
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from .config import ModelConfig
+from .families import Family
+from .layers import GATED_FFNS
 
 # --------------------------------------------------------------------------- parameters
 
@@ -40,7 +42,8 @@ def attention_params(d: int, bias: bool = False, d_kv: int | None = None) -> int
 
 def ffn_params(d: int, d_ff: int, swiglu: bool = False, bias: bool = False) -> int:
     """Parameters of the position-wise FFN: ``2·d·d_ff`` (ReLU/GELU: up and down projection) or
-    ``3·d·d_ff`` (SwiGLU: gate, up and down). Biases add ``d_ff + d`` (or ``2·d_ff + d`` for SwiGLU)."""
+    ``3·d·d_ff`` (``swiglu``: any gated FFN, SwiGLU or GeGLU: gate, up and down). Biases add
+    ``d_ff + d`` (or ``2·d_ff + d`` with a gate)."""
     if swiglu:
         return 3 * d * d_ff + ((2 * d_ff + d) if bias else 0)
     return 2 * d * d_ff + ((d_ff + d) if bias else 0)
@@ -65,25 +68,50 @@ def layer_params(cfg: ModelConfig, kind: str = "decoder") -> int:
     attn += norm_params(d, cfg.norm) if getattr(cfg, "attn_out_norm", False) else 0  # V-norm has no parameters
     n_attn = 2 if kind == "cross-decoder" else 1
     total = n_attn * (attn + norm_params(d, cfg.norm))
-    total += ffn_params(d, cfg.d_ff, cfg.ffn == "swiglu", cfg.bias) + norm_params(d, cfg.norm)
+    total += ffn_params(d, cfg.d_ff, cfg.ffn in GATED_FFNS, cfg.bias) + norm_params(d, cfg.norm)
     return total
 
 
-def matched_depth(n_layers: int, d: int, d_ff: int | None = None, *, swiglu: bool = True) -> float:
-    """Depth of *each* stack of an encoder-decoder with the same non-embedding parameters as a
-    decoder-only model of ``n_layers`` layers (biases and norms ignored, as in the brief).
+def depth_ratio(d: int, d_ff: int | None = None, *, swiglu: bool = True) -> float:
+    """Layers in *each* stack of an encoder-decoder per layer of a decoder-only model with the same
+    non-embedding parameters (biases and norms ignored, as in the brief):
 
-        decoder-only : L · (4d² + f)              f = FFN parameters (3·d·d_ff for SwiGLU)
+        decoder-only : L · (4d² + f)              f = FFN parameters (3·d·d_ff gated, 2·d·d_ff plain)
         enc-dec      : L' · (4d² + f) + L' · (8d² + f)
-        => L' = L · (4d² + f) / (12d² + 2f)
+        => L' / L = (4d² + f) / (12d² + 2f)
 
-    With ``d_ff = 4d`` and SwiGLU, ``f = 12d²`` and ``L' = 16/36 · L ≈ 0.44 L``.
-    Returns a float; round it (and check the parameter counts) when building models.
+    ``d_ff = 4d``: 16/36 ≈ 0.44 with a gated FFN (``swiglu``, SwiGLU or GeGLU), 12/28 ≈ 0.43 without.
     """
     d_ff = 4 * d if d_ff is None else d_ff
     f = ffn_params(d, d_ff, swiglu)
     attn = attention_params(d)
-    return n_layers * (attn + f) / (3 * attn + 2 * f)
+    return (attn + f) / (3 * attn + 2 * f)
+
+
+def matched_depth(n_layers: int, d: int, d_ff: int | None = None, *, swiglu: bool = True) -> float:
+    """Depth of *each* stack of an encoder-decoder with the same non-embedding parameters as a
+    decoder-only model of ``n_layers`` layers: ``n_layers ·`` :func:`depth_ratio`.
+    With ``d_ff = 4d`` and SwiGLU, ``L' = 16/36 · L ≈ 0.44 L``.
+    Returns a float; round it (and check the parameter counts) when building models.
+    """
+    return n_layers * depth_ratio(d, d_ff, swiglu=swiglu)
+
+
+def stack_params(cfg: ModelConfig, family: str) -> dict[str, int]:
+    """Non-embedding parameters of a model built from ``cfg``, per stack, from :func:`layer_params`:
+    ``{"encoder": ..., "decoder": ..., "total": ...}`` (0 for a stack the family lacks).
+
+    A stack is its blocks, its final norm and, with T5's relative positions, its bias table
+    (``n_heads × rel_buckets``). ``family``: any name :class:`~course_lib.families.Family` accepts.
+    Equals ``model.num_parameters()`` for every model the course builds (embeddings and output layer
+    left out); :func:`course_lib.families.stack_parameters` gives it for a built model.
+    """
+    final = norm_params(cfg.d_model, cfg.norm) if cfg.final_norm else 0
+    rel_bias = cfg.n_heads * cfg.rel_buckets if cfg.pos == "relative" else 0
+    out = {"encoder": 0, "decoder": 0}
+    for stack, (kind, n_layers) in Family(family).stacks(cfg).items():
+        out[stack] = n_layers * layer_params(cfg, kind) + final + rel_bias
+    return {**out, "total": out["encoder"] + out["decoder"]}
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -135,24 +163,27 @@ def encoder_decoder_sequence_flops(
     return enc + dec
 
 
-def stack_params(cfg: ModelConfig, family: str) -> dict[str, int]:
-    """Non-embedding parameters of a model built from ``cfg``, per stack, from :func:`layer_params`
-    (blocks + the final norm of each stack): ``{"encoder": ..., "decoder": ..., "total": ...}``.
+def sequence_flops(cfg: ModelConfig, family: str, n_prompt: float, n_continuation: float, *,
+                   params: dict[str, int] | None = None) -> float:
+    """Forward FLOPs of one sequence: a prompt of ``P`` tokens and a continuation of ``C`` tokens,
+    teacher-forced in one pass or generated with a KV cache (the same arithmetic); ×3 for training.
+    Decoder-only (or prefix-LM): :func:`decoder_only_sequence_flops` over ``P + C`` positions;
+    encoder-decoder: :func:`encoder_decoder_sequence_flops` (the encoder reads the prompt, the decoder
+    the continuation). ``params`` overrides :func:`stack_params`; weights and attention only."""
+    f, n = Family(family), params or stack_params(cfg, family)
+    if not f.generates:
+        raise ValueError("an encoder-only model has no continuation; use prefill_flops(..., attention='full').")
+    if f.cross_attention:
+        return encoder_decoder_sequence_flops(n["encoder"], n["decoder"], cfg.n_enc_layers, cfg.n_dec_layers, cfg.d_model,
+                                              n_prompt, n_continuation)
+    return decoder_only_sequence_flops(n["decoder"], cfg.n_layers, cfg.d_model, n_prompt, n_continuation)
 
-    ``family``: ``"encoder-only"``, ``"decoder-only"`` or ``"encoder-decoder"``. Equals
-    ``model.num_parameters()`` for the course's models (embeddings and output layer left out).
-    """
-    final = norm_params(cfg.d_model, cfg.norm) if cfg.final_norm else 0
-    if family == "encoder-only":
-        out = {"encoder": cfg.n_layers * layer_params(cfg, "encoder") + final, "decoder": 0}
-    elif family == "decoder-only":
-        out = {"encoder": 0, "decoder": cfg.n_layers * layer_params(cfg, "decoder") + final}
-    elif family == "encoder-decoder":
-        out = {"encoder": cfg.n_enc_layers * layer_params(cfg, "encoder") + final,
-               "decoder": cfg.n_dec_layers * layer_params(cfg, "cross-decoder") + final}
-    else:
-        raise ValueError(f"family must be 'encoder-only', 'decoder-only' or 'encoder-decoder'; got {family!r}.")
-    return {**out, "total": out["encoder"] + out["decoder"]}
+
+def training_flops_6n(params: dict[str, int], tokens: dict[str, float]) -> float:
+    """The rule of thumb "6·N per token" (forward 2N, backward 4N), each stack's parameters times the
+    tokens *it* reads: ``6 · Σ params[stack] · tokens[stack]`` over ``"encoder"`` and ``"decoder"``.
+    Leaves out attention over the context and the output layer (:func:`train_flops_per_token` has the first)."""
+    return 6 * sum(params.get(stack, 0) * tokens.get(stack, 0) for stack in ("encoder", "decoder"))
 
 
 def _keys_seen(n_new: int, n_past: int, attention: str) -> float:
@@ -201,6 +232,25 @@ def encdec_decode_step_flops(n_dec_params: int, n_layers: int, n_ctx: int, n_sou
     return 2 * (n_dec_params - cross_kv) + 4 * n_layers * d * (n_ctx + n_source) + 2 * d * vocab
 
 
+def step_flops(cfg: ModelConfig, family: str, n_prompt: int, n_fed: int, *, vocab: bool = True, use_cache: bool = True,
+               params: dict[str, int] | None = None) -> float:
+    """FLOPs of the decoding step that reads the ``n_fed``-th decoder token after a prompt of ``P`` tokens.
+
+    * decoder-only: :func:`decode_step_flops` with ``n_ctx = P + n_fed`` (the prompt is in the cache);
+      without the cache the step re-reads all ``P + n_fed`` positions (:func:`prefill_flops`, ``"full"``);
+    * encoder-decoder: :func:`encdec_decode_step_flops` with ``n_ctx = n_fed`` (BOS is the first)
+      and cross-attention over the ``P`` source tokens.
+    """
+    f, n, d, V = Family(family), params or stack_params(cfg, family), cfg.d_model, cfg.vocab_size if vocab else 0
+    if not f.generates:
+        raise ValueError("an encoder-only model does not generate: it has no decoding step.")
+    if f.cross_attention:
+        return encdec_decode_step_flops(n["decoder"], cfg.n_dec_layers, n_fed, n_prompt, d, V, cfg.kv_heads * cfg.d_head)
+    if not use_cache:
+        return prefill_flops(n["decoder"], cfg.n_layers, d, n_prompt + n_fed, V, attention="full")
+    return decode_step_flops(n["decoder"], cfg.n_layers, n_prompt + n_fed, d, V)
+
+
 def generation_flops(cfg: ModelConfig, family: str, n_prompt: int, n_generated: int, *, vocab: bool = True,
                      attention: str = "causal", params: dict[str, int] | None = None) -> dict[str, float]:
     """Forward FLOPs to read a prompt of ``P`` tokens and generate ``G`` with a KV cache, by part:
@@ -215,25 +265,22 @@ def generation_flops(cfg: ModelConfig, family: str, n_prompt: int, n_generated: 
     ``params`` overrides :func:`stack_params` (e.g. measured ``num_parameters``); ``vocab=False``
     leaves out the output layer; ``attention`` as in :func:`prefill_flops`.
     """
-    P, G, d, V = n_prompt, n_generated, cfg.d_model, cfg.vocab_size if vocab else 0
+    f, P, G, d = Family(family), n_prompt, n_generated, cfg.d_model
     n = params or stack_params(cfg, family)
-    d_kv = cfg.kv_heads * cfg.d_head
-    if family == "encoder-only":
+    if not f.generates:
         if G:
             raise ValueError("an encoder-only model does not generate: n_generated must be 0.")
-        first = prefill_flops(n["encoder"], cfg.n_layers, d, P, V, attention="full")
+        first = prefill_flops(n["encoder"], cfg.n_layers, d, P, cfg.vocab_size if vocab else 0, attention="full")
         return {"first_token": first, "decode": 0.0, "total": first}
-    if family == "decoder-only":
-        first = prefill_flops(n["decoder"], cfg.n_layers, d, P, V, attention=attention)
-        steps = sum(decode_step_flops(n["decoder"], cfg.n_layers, P + t, d, V) for t in range(1, G))
-    elif family == "encoder-decoder":
-        L = cfg.n_dec_layers
+    step = lambda t: step_flops(cfg, family, P, t, vocab=vocab, params=n)
+    if f.cross_attention:
         first = prefill_flops(n["encoder"], cfg.n_enc_layers, d, P, attention="full")  # no logits on the encoder
-        first += 2 * (2 * d * d_kv * L) * P  # cross-attention K and V of the P source tokens, once
-        first += encdec_decode_step_flops(n["decoder"], L, 1, P, d, V, d_kv)  # the BOS step
-        steps = sum(encdec_decode_step_flops(n["decoder"], L, t, P, d, V, d_kv) for t in range(2, G + 1))
+        first += 2 * (2 * d * cfg.kv_heads * cfg.d_head * cfg.n_dec_layers) * P  # cross-attention K and V of the P source tokens, once
+        first += step(1)  # the BOS step
+        steps = sum(step(t) for t in range(2, G + 1))
     else:
-        raise ValueError(f"family must be 'encoder-only', 'decoder-only' or 'encoder-decoder'; got {family!r}.")
+        first = prefill_flops(n["decoder"], cfg.n_layers, d, P, cfg.vocab_size if vocab else 0, attention=attention)
+        steps = sum(step(t) for t in range(1, G))
     return {"first_token": first, "decode": steps, "total": first + steps}
 
 
@@ -265,16 +312,13 @@ def kv_cache_bytes_for(cfg: ModelConfig, family: str, n_prompt: int, n_generated
 
     Uses ``cfg.kv_heads`` (grouped-query attention stores fewer heads).
     """
-    L = {"decoder-only": cfg.n_layers, "encoder-decoder": cfg.n_dec_layers, "encoder-only": 0}.get(family)
-    if L is None:
-        raise ValueError(f"family must be 'encoder-only', 'decoder-only' or 'encoder-decoder'; got {family!r}.")
+    f = Family(family)
+    L = f.stacks(cfg)["decoder"][1] if f.generates else 0
     per = lambda n: batch * kv_cache_bytes(L, cfg.kv_heads, cfg.d_head, n, bytes_per_el)
-    if family == "decoder-only":
-        out = {"self": per(n_prompt + n_generated), "cross": 0}
-    elif family == "encoder-decoder":
+    if f.cross_attention:  # the prompt sits in cross-attention, the decoder's own tokens in self-attention
         out = {"self": per(n_generated), "cross": per(n_prompt)}
     else:
-        out = {"self": 0, "cross": 0}
+        out = {"self": per(n_prompt + n_generated), "cross": 0}
     return {**out, "total": out["self"] + out["cross"]}
 
 
@@ -285,7 +329,6 @@ def cache_bytes(cache) -> dict[str, int]:
     return {**out, "total": out["self"] + out["cross"]}
 
 
-# --------------------------------------------------------------------------- counting
 # --------------------------------------------------------------------------- counting
 
 
@@ -332,6 +375,16 @@ def count_flops(fn: Callable[..., Any], *args: Any, by_op: bool = False, **kwarg
     return fc.get_total_flops()
 
 
+def counted_training_flops(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+                           batches: Sequence[Any]) -> float:
+    """Mean FLOPs of one forward and backward pass of ``loss_fn(model, batch)`` per batch, counted by
+    :func:`count_flops` (matrix multiplies, attention on CPU included, the output layer too).
+    Gradients are cleared afterwards."""
+    total = sum(count_flops(lambda: loss_fn(model, batch).backward()) for batch in batches)
+    model.zero_grad(set_to_none=True)
+    return total / len(batches)
+
+
 def attention_flops(batch: int, n_heads: int, t_q: int, t_k: int, d_head: int) -> int:
     """FLOPs of one attention call: ``QKᵀ`` and ``weights @ V`` -> ``4 · B · H · T_q · T_k · d_head``
     (no saving for a causal mask: the kernels compute the full score matrix)."""
@@ -352,9 +405,14 @@ __all__ = [
     "kv_cache_bytes_for",
     "cache_bytes",
     "stack_params",
+    "depth_ratio",
+    "sequence_flops",
+    "training_flops_6n",
+    "counted_training_flops",
     "prefill_flops",
     "decode_step_flops",
     "encdec_decode_step_flops",
+    "step_flops",
     "generation_flops",
     "flop_counter",
     "count_flops",

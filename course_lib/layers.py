@@ -80,11 +80,13 @@ class SwiGLU(nn.Module):
         return self.w_down(self.dropout(self.act(self.w_gate(x)) * self.w_up(x)))
 
 
+#: FFN kinds with a gate: three matrices (gate, up, down) instead of two.
+GATED_FFNS = ("swiglu", "geglu")
+
+
 def make_ffn(kind: str, d: int, d_ff: int, dropout: float, bias: bool, gelu_approx: str = "none") -> nn.Module:
-    if kind == "swiglu":
-        return SwiGLU(d, d_ff, dropout, bias=bias)
-    if kind == "geglu":
-        return SwiGLU(d, d_ff, dropout, bias=bias, activation=gelu_fn(gelu_approx))
+    if kind in GATED_FFNS:
+        return SwiGLU(d, d_ff, dropout, bias=bias, activation=F.silu if kind == "swiglu" else gelu_fn(gelu_approx))
     return FeedForward(d, d_ff, kind, dropout, bias=bias, gelu_approx=gelu_approx)
 
 

@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 from . import attention as _attention
 from . import costs
-from . import translate as _translate
 from .config import ModelConfig
+from .families import build, of, stack_parameters
+from .layers import GATED_FFNS
 from .models import DecoderOnly, EncoderDecoder
 from .tokenizer import BOS_ID, EOS_ID, WordTokenizer
 
@@ -60,15 +61,9 @@ def recipe_configs(vocab_size: int, d_model: int = 64, n_heads: int = 4, dec_lay
     base = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, max_len=4096, **RECIPE)
     base.update(kw)
     d_ff = base.get("d_ff") or 4 * d_model
-    ed_layers = max(1, round(costs.matched_depth(dec_layers, d_model, d_ff, swiglu=base["ffn"] == "swiglu")))
+    ed_layers = max(1, round(costs.matched_depth(dec_layers, d_model, d_ff, swiglu=base["ffn"] in GATED_FFNS)))
     return {"decoder": ModelConfig(**base, n_layers=dec_layers),
             "encdec": ModelConfig(**base, n_layers=ed_layers, rope_cross=base["pos"] == "rope")}
-
-
-def build(family: str, cfg: ModelConfig) -> nn.Module:
-    if family not in ("decoder", "encdec"):
-        raise ValueError(f"family must be 'decoder' or 'encdec'; got {family!r}.")
-    return EncoderDecoder(cfg) if family == "encdec" else DecoderOnly(cfg)
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -133,7 +128,7 @@ def continuation_nll(model: nn.Module, x: Tensor, prefix_len: int, *, bidirectio
     continuation only. Encoder-decoder: prefix to the encoder, continuation teacher-forced in the
     decoder. Decoder-only: the whole chunk, scored from position ``prefix_len`` on (with
     ``bidirectional_prefix`` the prefix attends both ways, a prefix-LM)."""
-    if isinstance(model, EncoderDecoder):
+    if of(model).cross_attention:
         b = split_prefix(x, prefix_len)
         logits = model(b["src"], b["tgt_in"])
         targets = b["tgt_out"]
@@ -144,37 +139,21 @@ def continuation_nll(model: nn.Module, x: Tensor, prefix_len: int, *, bidirectio
 
 
 # ----------------------------------------------------------------------------------------- costs
-def stack_parameters(model: nn.Module) -> dict[str, int]:
-    """Non-embedding parameters per stack: ``{"decoder": N}`` or ``{"encoder": N_e, "decoder": N_d}``
-    (final norms included in their stack); lesson 05's :func:`course_lib.translate.stack_parameters`,
-    without the empty encoder entry of a decoder-only model."""
-    n = _translate.stack_parameters(model)
-    return n if isinstance(model, EncoderDecoder) else {"decoder": n["decoder"]}
-
-
+# The arithmetic is course_lib.costs'; these read a built model's config and family. Parameters per
+# stack: course_lib.families.stack_parameters (imported above, so redllm.stack_parameters works too).
 def train_flops_per_sequence(model: nn.Module, length: int, prefix_len: int) -> float:
-    """Training FLOPs (3 x forward, :mod:`course_lib.costs`) for one chunk of ``length`` tokens:
-    the decoder-only model runs all of them through all its layers; the encoder-decoder sends the
-    prefix through the encoder and the continuation through the decoder."""
-    n, cfg = stack_parameters(model), model.cfg
-    if isinstance(model, EncoderDecoder):
-        fwd = costs.encoder_decoder_sequence_flops(n["encoder"], n["decoder"], cfg.n_enc_layers, cfg.n_dec_layers,
-                                                   cfg.d_model, prefix_len, length - prefix_len)
-    else:
-        fwd = costs.decoder_only_sequence_flops(n["decoder"], cfg.n_layers, cfg.d_model, prefix_len, length - prefix_len)
-    return 3 * fwd
+    """Training FLOPs (3 x forward, :func:`course_lib.costs.sequence_flops`) for one chunk of ``length``
+    tokens: the decoder-only model runs all of them through all its layers; the encoder-decoder sends
+    the prefix through the encoder and the continuation through the decoder."""
+    return 3 * costs.sequence_flops(model.cfg, of(model), prefix_len, length - prefix_len)
 
 
 def inference_costs(model: nn.Module, n_prompt: int, n_generated: int, bytes_per_el: int = 4) -> dict[str, float]:
-    """Forward FLOPs for one prompt + generation, and the KV-cache bytes held at the end."""
-    n, cfg = stack_parameters(model), model.cfg
-    if isinstance(model, EncoderDecoder):
-        flops = costs.encoder_decoder_sequence_flops(n["encoder"], n["decoder"], cfg.n_enc_layers, cfg.n_dec_layers,
-                                                     cfg.d_model, n_prompt, n_generated)
-        kv = costs.kv_cache_bytes(cfg.n_dec_layers, cfg.kv_heads, cfg.d_head, n_generated, bytes_per_el, n_source_tokens=n_prompt)
-    else:
-        flops = costs.decoder_only_sequence_flops(n["decoder"], cfg.n_layers, cfg.d_model, n_prompt, n_generated)
-        kv = costs.kv_cache_bytes(cfg.n_layers, cfg.kv_heads, cfg.d_head, n_prompt + n_generated, bytes_per_el)
+    """Forward FLOPs for one prompt + generation (:func:`course_lib.costs.sequence_flops`), and the
+    KV-cache bytes held at the end (:func:`course_lib.costs.kv_cache_bytes_for`)."""
+    family = of(model)
+    flops = costs.sequence_flops(model.cfg, family, n_prompt, n_generated)
+    kv = costs.kv_cache_bytes_for(model.cfg, family, n_prompt, n_generated, bytes_per_el=bytes_per_el)["total"]
     return {"flops": float(flops), "kv_bytes": float(kv)}
 
 

@@ -1,14 +1,15 @@
 """The toy English→French translator: data, the three model families, training, decoding and
 evaluation in one pipeline — used by lesson 05 and runnable from the command line.
 
-Families, at matched non-embedding parameter counts (see :func:`model_configs`):
+Families, at matched non-embedding parameter counts (see :func:`model_configs`), by their short
+names (:mod:`course_lib.families` knows them):
 
 * ``encdec``   encoder-decoder; source -> encoder, target -> decoder (teacher forcing)
 * ``decoder``  decoder-only, causal over ``source <sep> target <eos>``, loss on the target only
 * ``prefixlm`` the same decoder-only model, but bidirectional over ``source <sep>`` ("BiAttn")
 
-Costs (:func:`stack_parameters`, :func:`training_flops_6n`, :func:`training_flops_per_sequence`)
-support the lesson's comparison of training FLOPs per sequence.
+Training FLOPs per sequence (:func:`training_flops_6n`, :func:`training_flops_per_sequence`) are
+:mod:`course_lib.costs`' arithmetic given the tokens each stack reads in this data format.
 
 Command line (single process, or ``torchrun --nproc_per_node=N -m course_lib.translate train ...``
 for DistributedDataParallel: NCCL on GPUs, gloo on CPUs; rank 0 saves and evaluates)::
@@ -34,15 +35,18 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .data import collate_pairs
+from .layers import GATED_FFNS
+from . import costs
 from .en_fr import corpus_bleu, corpus_chrf, exact_match, load_tsv, make_splits
+from .families import SHORT_NAMES, Family, build, stack_parameters
 from .generation import beam_search, generate
 from .losses import clm_loss, seq2seq_loss
-from .models import DecoderOnly, EncoderDecoder
 from .runtime import pick, seed_everything
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer, detokenize, pad_batch
 from .train import TrainConfig, train
 
-FAMILIES = ("encdec", "decoder", "prefixlm")
+FAMILIES = tuple(SHORT_NAMES)  # ("encdec", "decoder", "prefixlm")
+build_model = build  # lesson 05's name for families.build
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,25 +119,26 @@ def collate_decoder(batch: Sequence[tuple[list[int], list[int]]]) -> dict[str, T
 
 
 def collate_for(family: str):
-    _check_family(family)
-    return collate_encdec if family == "encdec" else collate_decoder
+    return collate_encdec if _translator(family).cross_attention else collate_decoder
 
 
 def loss_for(family: str, label_smoothing: float = 0.0):
     """``loss_fn(model, batch)`` for :func:`course_lib.train.train`."""
-    _check_family(family)
-    if family == "encdec":
+    f = _translator(family)
+    if f.cross_attention:
         return lambda m, b: seq2seq_loss(m(b["src"], b["tgt_in"]), b["tgt_out"], label_smoothing=label_smoothing)
-    prefix = family == "prefixlm"
     return lambda m, b: clm_loss(
-        m(b["tokens"], prefix_len=b["prefix_len"] if prefix else None), b["tokens"],
+        m(b["tokens"], prefix_len=b["prefix_len"] if f.prefix_lm else None), b["tokens"],
         loss_mask=b["loss_mask"], label_smoothing=label_smoothing,
     )
 
 
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
+def _translator(family: str) -> Family:
+    """The :class:`Family` of ``family`` (any of its names), which must be able to translate."""
+    f = Family(family)
+    if not f.generates:
+        raise ValueError(f"an {f} model cannot translate (it does not generate); use one of {FAMILIES}.")
+    return f
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,22 +151,16 @@ def model_configs(vocab_size: int, d_model: int = 64, n_heads: int = 4, enc_dec_
     Per layer (biases and norms aside): encoder 4d² + 2·d·d_ff, decoder with cross-attention
     8d² + 2·d·d_ff, decoder-only 4d² + 2·d·d_ff. With d_ff = 4d that is 12d², 16d² and 12d²,
     so an encoder-decoder with L + L layers matches a decoder-only model of 28L/12 = 7L/3 layers
-    (exactly 7 for L = 3; 5 for L = 2, about 7% more). RoPE positions, so that no position table limits longer inputs.
+    (exactly 7 for L = 3; 5 for L = 2, about 7% more): :func:`course_lib.costs.depth_ratio`.
+    RoPE positions, so that no position table limits longer inputs.
     The defaults are lesson 05's model (``benchmarks/translator.py`` measures its quality and training time).
     """
     base = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, dropout=dropout, max_len=max_len, pos="rope")
     base.update(kw)
-    d_ff = base.get("d_ff") or 4 * d_model
-    per_enc, per_cross = 4 * d_model**2 + 2 * d_model * d_ff, 8 * d_model**2 + 2 * d_model * d_ff
-    dec_layers = round(enc_dec_layers * (per_enc + per_cross) / per_enc)
     ed = ModelConfig(**base, n_layers=enc_dec_layers)
+    dec_layers = round(enc_dec_layers / costs.depth_ratio(d_model, ed.d_ff, swiglu=ed.ffn in GATED_FFNS))
     dec = ModelConfig(**base, n_layers=dec_layers)
     return {"encdec": ed, "decoder": dec, "prefixlm": dec}
-
-
-def build_model(family: str, cfg: ModelConfig) -> nn.Module:
-    _check_family(family)
-    return EncoderDecoder(cfg) if family == "encdec" else DecoderOnly(cfg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,24 +174,24 @@ def translate_ids(model: nn.Module, family: str, sources: Sequence[list[int]], *
     Decoder-only prompts (``source <sep>``) must share a length within a batch, so sources are
     grouped by length; encoder-decoder sources are simply padded.
     """
-    _check_family(family)
+    f = _translator(family)
     device = next(model.parameters()).device
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list[list[int]] = [[] for _ in sources]
     groups: list[list[int]] = []
     for i in order:  # consecutive chunks; decoder-only chunks also split at every length change
-        if groups and len(groups[-1]) < batch_size and (family == "encdec" or len(sources[groups[-1][0]]) == len(sources[i])):
+        if groups and len(groups[-1]) < batch_size and (f.cross_attention or len(sources[groups[-1][0]]) == len(sources[i])):
             groups[-1].append(i)
         else:
             groups.append([i])
     for idx in groups:
         longest = max(len(sources[i]) for i in idx)
         n_new = max_new_tokens or 2 * longest + 10
-        if family == "encdec":
+        if f.cross_attention:
             inputs = pad_batch([sources[i] for i in idx]).to(device)
         else:
             inputs = torch.tensor([sources[i] + [SEP_ID] for i in idx], device=device)
-        kw = dict(eos_id=EOS_ID, pad_id=PAD_ID, bos_id=BOS_ID, prefix_lm=family == "prefixlm")
+        kw = dict(eos_id=EOS_ID, pad_id=PAD_ID, bos_id=BOS_ID, prefix_lm=f.prefix_lm)
         if beam_size > 1:
             out = beam_search(model, inputs, n_new, beam_size=beam_size, length_penalty=length_penalty, **kw)
         else:
@@ -273,51 +272,30 @@ def evaluate(model: nn.Module, family: str, data: TranslationData, split: str = 
 
 
 # ----------------------------------------------------------------------------------------------
-# Costs: parameters by stack, training FLOPs per sequence
+# Costs: training FLOPs per sequence (the arithmetic is course_lib.costs'; parameters per stack are
+# course_lib.families.stack_parameters, imported above under lesson 05's name)
 # ----------------------------------------------------------------------------------------------
-def stack_parameters(model: nn.Module) -> dict[str, int]:
-    """Non-embedding parameters by the tokens they process: ``encoder`` (source tokens) and
-    ``decoder`` (target tokens) of an encoder-decoder; ``decoder`` only for a decoder-only model,
-    whose every parameter processes source and target alike."""
-    model = getattr(model, "module", model)
-    total = model.num_parameters()
-    if not isinstance(model, EncoderDecoder):
-        return {"encoder": 0, "decoder": total}
-    enc = sum(p.numel() for m in (model.encoder, model.enc_norm) for p in m.parameters())
-    return {"encoder": enc, "decoder": total - enc}
+def tokens_per_stack(family: str, src_len: float, tgt_len: float) -> dict[str, float]:
+    """Tokens each stack reads for one pair in this data format: an encoder-decoder's encoder the
+    ``S`` source tokens and its decoder the ``T + 1`` inputs (BOS + target); a decoder-only model's
+    one stack all ``S + T + 2`` (source, <sep>, target, <eos>)."""
+    if _translator(family).cross_attention:
+        return {"encoder": src_len, "decoder": tgt_len + 1}
+    return {"encoder": 0, "decoder": src_len + tgt_len + 2}
 
 
 def training_flops_6n(model: nn.Module, family: str, src_len: float, tgt_len: float) -> float:
-    """Training FLOPs per sequence by the rule of thumb "6·N per token" (forward 2N, backward 4N),
-    counting for each parameter the tokens it actually processes:
-
-    * decoder-only: all N parameters see ``S + T + 2`` tokens (source, <sep>, target, <eos>);
-    * encoder-decoder: the encoder's ``N_enc`` see the ``S`` source tokens, the decoder's ``N_dec``
-      the ``T + 1`` decoder inputs (BOS + target).
-
-    Leaves out attention over the context and the output layer (see :mod:`course_lib.costs`).
-    """
-    _check_family(family)
-    n = stack_parameters(model)
-    if family == "encdec":
-        return 6 * (n["encoder"] * src_len + n["decoder"] * (tgt_len + 1))
-    return 6 * n["decoder"] * (src_len + tgt_len + 2)
+    """Training FLOPs per sequence by the rule of thumb "6·N per token" (:func:`course_lib.costs.training_flops_6n`),
+    each stack's parameters times the tokens it reads (:func:`tokens_per_stack`)."""
+    return costs.training_flops_6n(stack_parameters(model), tokens_per_stack(family, src_len, tgt_len))
 
 
 def training_flops_per_sequence(model: nn.Module, family: str, pairs: Sequence[tuple[list[int], list[int]]]) -> float:
     """Mean FLOPs of a training step's forward and backward pass per sequence, counted by
-    :func:`course_lib.costs.count_flops` (matrix multiplies, including attention run by
-    ``scaled_dot_product_attention`` on CPU, and the output layer). Each pair of ``pairs``
-    (token ids, as :meth:`TranslationData.ids` gives them) is counted on its own, so padding adds nothing."""
-    from .costs import count_flops
-
-    loss_fn, collate = loss_for(family), collate_for(family)
-    total = 0
-    for pair in pairs:
-        batch = collate([pair])
-        total += count_flops(lambda: loss_fn(model, batch).backward())
-    model.zero_grad(set_to_none=True)
-    return total / len(pairs)
+    :func:`course_lib.costs.counted_training_flops` on each pair of ``pairs`` (token ids, as
+    :meth:`TranslationData.ids` gives them) on its own, so padding adds nothing."""
+    collate = collate_for(family)
+    return costs.counted_training_flops(model, loss_for(family), [collate([pair]) for pair in pairs])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,7 +341,7 @@ def _read_translator(path: str) -> dict:
 def load_translator(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module, str, WordTokenizer]:
     """``(model in eval mode, family, tokenizer)`` from a file written by :func:`save_translator`."""
     blob = _read_translator(path)
-    model = build_model(blob["family"], ModelConfig(**blob["config"]))
+    model = build(blob["family"], ModelConfig(**blob["config"]))
     model.load_state_dict(blob["model"])
     return model.to(device).eval(), blob["family"], WordTokenizer.from_dict(blob["tokenizer"])
 
@@ -393,7 +371,7 @@ def train_translator(family: str, data: TranslationData, model_cfg: ModelConfig,
     ``evaluate_split``: BLEU / exact match on its first ``eval_limit`` sentences at every evaluation;
     or pass any ``evaluator(model) -> dict`` (e.g. :func:`validation_evaluator`)."""
     seed_everything(train_cfg.seed)
-    model = build_model(family, model_cfg)
+    model = build(family, model_cfg)
     if evaluator is None and evaluate_split:
         evaluator = lambda m: evaluate(m, family, data, evaluate_split, limit=eval_limit)
     history = train(model, loss_for(family, label_smoothing), data.ids("train"), train_cfg,
@@ -473,7 +451,7 @@ def race_to_target(family: str, data: TranslationData, model_cfg: ModelConfig, t
         return row
 
     seed_everything(cfg.seed)
-    model = build_model(family, model_cfg)
+    model = build(family, model_cfg)
     try:
         train(model, loss_for(family), data.ids("train"), cfg, collate=collate_for(family), evaluate=evaluate_fn)
     except _TargetReached:

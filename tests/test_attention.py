@@ -24,14 +24,7 @@ from course_lib.masks import causal_mask, padding_mask, prefix_mask
 from course_lib.models import DecoderOnly, EncoderDecoder, EncoderOnly
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on 2 shared CI cores
-    (measured: test_models 69 s with 2 threads under load vs 9 s with 1). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DT = torch.float64
 

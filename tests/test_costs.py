@@ -25,7 +25,7 @@ from course_lib.costs import (
 from course_lib.generation import generate
 from course_lib.models import DecoderOnly, EncoderDecoder
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def weight_matrix_params(module: torch.nn.Module) -> int:
@@ -74,6 +74,8 @@ def test_matched_depth_is_about_0_44():
         dict(ffn="relu", norm_first=False),
         dict(ffn="swiglu", norm="rms", bias=False, qk_norm=True),
         dict(ffn="gelu", bias=False, d_ff=96),
+        dict(ffn="geglu", norm="rms", bias=False, gelu_approx="tanh"),  # T5 v1.1: three matrices, like SwiGLU
+        dict(ffn="geglu", bias=True, attn_out_norm=True, n_kv_heads=2),
     ],
 )
 def test_layer_params_match_the_blocks(kw):
@@ -313,3 +315,86 @@ def test_scenario_reports_each_repeat_and_exact_counts():
         runs = r[k]["runs"]
         assert len(runs) == 3 and all(x > 0 for x in runs)
         assert r[k]["measured"] == sc["models"]["encoder-decoder"][key] / sc["models"]["decoder-only"][key]
+
+
+# --------------------------------------------------------------------------- every config the course builds
+
+
+def _course_configs() -> dict[str, ModelConfig]:
+    """The configs the lessons, the solutions, the library's lesson modules and the checkpoint
+    converter build (the converter's options at toy sizes), by where they come from."""
+    from course_lib import latency, redllm, translate
+
+    base = dict(vocab_size=50, d_model=32, n_heads=4)
+    cfgs = {
+        "lesson 00 / 02 / 04": ModelConfig(vocab_size=200, d_model=64, n_heads=4, n_layers=2, max_len=64),
+        "lesson 02 post-norm": ModelConfig(vocab_size=40, d_model=32, n_heads=4, norm_first=False),
+        "lesson 06": ModelConfig(vocab_size=1000, d_model=128, n_heads=4, n_layers=4, max_len=2048),
+        "lesson 07 QK-norm": ModelConfig(**base, n_layers=2, pos="rope", norm="rms", ffn="swiglu", bias=False, qk_norm=True, max_len=4096),
+        "solution 06 rope": ModelConfig(vocab_size=100, d_model=64, n_heads=4, n_layers=9, pos="rope"),
+        "solution 05 uneven stacks": ModelConfig(**base, n_enc_layers=1, n_dec_layers=3),
+        "BERT": ModelConfig(**base, n_layers=2, norm_first=False, final_norm=False, norm_eps=1e-12, type_vocab_size=2,
+                            embed_norm=True, mlm_head=True, head_bias=True),
+        "GPT-2": ModelConfig(**base, n_layers=2, gelu_approx="tanh"),
+        "BART": ModelConfig(**base, n_enc_layers=2, n_dec_layers=1, norm_first=False, final_norm=False, pos_offset=2, embed_norm=True,
+                            scale_embeddings=True, head_bias=True),
+        "T5 v1.0": ModelConfig(**base, n_layers=2, ffn="relu", norm="rms", bias=False, pos="relative", rel_buckets=8, attn_scale=1.0,
+                               output_scale=32**-0.5),
+        "T5 v1.1 (GeGLU)": ModelConfig(**base, n_layers=2, ffn="geglu", gelu_approx="tanh", norm="rms", bias=False, pos="relative",
+                                       attn_scale=1.0, tie_embeddings=False),
+        "LLaMA 3": ModelConfig(**base, n_layers=2, ffn="swiglu", norm="rms", bias=False, pos="rope", n_kv_heads=2, tie_embeddings=False,
+                               rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                             "original_max_position_embeddings": 64}),
+    }
+    cfgs |= {f"translate {f}": c for f, c in translate.model_configs(60).items()}
+    cfgs |= {f"translate small {f}": c for f, c in translate.model_configs(60, d_model=32, enc_dec_layers=1).items()}
+    cfgs |= {f"recipe {f}": c for f, c in redllm.recipe_configs(60, d_model=32, dec_layers=9).items()}
+    cfgs |= {f"matched pair {f}": c for f, c in latency.matched_pair(d_model=32, vocab=60).items()}
+    return cfgs
+
+
+@pytest.mark.parametrize("name", list(_course_configs()))
+def test_stack_params_equal_num_parameters_for_every_course_config(name):
+    """costs' parameter count from the config alone == the built model's, per stack, for every family."""
+    from course_lib.families import ARCHITECTURES, build, stack_parameters
+
+    cfg = _course_configs()[name]
+    for family in ARCHITECTURES:
+        model = build(family, cfg)
+        n = stack_params(cfg, family)
+        assert n["total"] == model.num_parameters(), family
+        assert stack_parameters(model) == n
+        if family.cross_attention:  # the encoder's share, from the modules themselves
+            encoder = (model.encoder, model.enc_norm) + ((model.enc_rel_bias,) if model.enc_rel_bias is not None else ())
+            assert n["encoder"] == sum(p.numel() for m in encoder for p in m.parameters())
+
+
+def test_geglu_model_parameters_are_predicted_exactly():
+    """The GeGLU bug: its FFN has three matrices, so a two-matrix count is short by d·d_ff per layer."""
+    cfg = ModelConfig(vocab_size=20, d_model=16, n_heads=2, n_layers=3, ffn="geglu", bias=False, norm="rms")
+    built = DecoderOnly(cfg).num_parameters()
+    assert stack_params(cfg, "decoder-only")["total"] == built
+    assert built - 3 * (4 * 16 * 16 + 2 * 16 * 64 + 2 * 16) - 16 == 3 * 16 * 64  # the third matrix, d·d_ff per layer
+
+
+def test_family_costs_accept_every_name_of_a_family():
+    cfg = ModelConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2)
+    assert stack_params(cfg, "encdec") == stack_params(cfg, "encoder-decoder")
+    assert stack_params(cfg, "prefixlm") == stack_params(cfg, "decoder") == stack_params(cfg, "decoder-only")
+    with pytest.raises(ValueError, match="unknown family 'gpt'"):
+        stack_params(cfg, "gpt")
+
+
+def test_sequence_and_step_flops_are_the_per_family_formulas():
+    from course_lib.costs import sequence_flops, step_flops
+
+    cfg = ModelConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=3, n_enc_layers=2, n_dec_layers=1)
+    ed, do = stack_params(cfg, "encoder-decoder"), stack_params(cfg, "decoder-only")
+    assert sequence_flops(cfg, "encdec", 7, 5) == encoder_decoder_sequence_flops(ed["encoder"], ed["decoder"], 2, 1, 16, 7, 5)
+    assert sequence_flops(cfg, "prefix-lm", 7, 5) == decoder_only_sequence_flops(do["decoder"], 3, 16, 7, 5)
+    # step t after a prompt of P: the decoder-only cache holds P + t positions, the encoder-decoder's t
+    assert step_flops(cfg, "decoder-only", 7, 2) == decode_step_flops(do["decoder"], 3, 9, 16, 30)
+    assert step_flops(cfg, "encoder-decoder", 7, 2) == encdec_decode_step_flops(ed["decoder"], 1, 2, 7, 16, 30)
+    assert step_flops(cfg, "decoder-only", 7, 2, use_cache=False) == prefill_flops(do["decoder"], 3, 16, 9, 30, attention="full")
+    with pytest.raises(ValueError, match="encoder-only"):
+        step_flops(cfg, "encoder-only", 7, 2)

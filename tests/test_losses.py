@@ -10,14 +10,7 @@ import torch.nn.functional as F
 from course_lib.losses import IGNORE, clm_loss, mlm_corrupt, mlm_loss, seq2seq_loss, shift_right
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on 2 shared CI cores
-    (measured: test_models 69 s with 2 threads under load vs 9 s with 1). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DT = torch.float64
 

@@ -7,14 +7,7 @@ import torch
 from course_lib.masks import causal_mask, check_mask, combine_masks, padding_mask, prefix_mask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on 2 shared CI cores
-    (measured: test_models 69 s with 2 threads under load vs 9 s with 1). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 T, F_ = True, False
 

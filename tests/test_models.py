@@ -15,14 +15,7 @@ from course_lib.masks import causal_mask
 from course_lib.models import DecoderOnly, EncoderDecoder, EncoderOnly
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on 2 shared CI cores
-    (measured: test_models 69 s with 2 threads under load vs 9 s with 1). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DT = torch.float64
 V = 17  # vocabulary for the property tests (0 = pad)
@@ -501,24 +494,24 @@ def test_config_unknown_choice(field, value):
     assert field in str(e.value) and value in str(e.value)
 
 
-def test_config_defaults():
-    cfg = ModelConfig(vocab_size=10, d_model=8, n_heads=2, n_layers=3)
+def test_config_defaults(tiny_cfg):
+    cfg = tiny_cfg(n_layers=3)
     assert cfg.d_ff == 32 and cfg.n_enc_layers == 3 and cfg.n_dec_layers == 3 and cfg.d_head == 4
 
 
 @pytest.mark.parametrize("cls", [DecoderOnly, EncoderOnly])
-def test_token_id_out_of_range(cls):
-    model = cls(ModelConfig(vocab_size=10, d_model=8, n_heads=2))
+def test_token_id_out_of_range(cls, tiny_cfg):
+    model = cls(tiny_cfg())
     with pytest.raises(ValueError, match="vocab_size=10"):
         model(tok([1, 2, 10]))
     with pytest.raises(ValueError, match="vocab_size"):
         model(tok([1, -1, 3]))
 
 
-def test_token_id_out_of_range_in_a_cached_decoding_step():
+def test_token_id_out_of_range_in_a_cached_decoding_step(tiny_cfg):
     """A single new token is looked up without a min/max check first: it must still fail clearly,
     leave no half-written cache behind, and a valid step afterwards must still work."""
-    model = DecoderOnly(ModelConfig(vocab_size=10, d_model=8, n_heads=2)).eval()
+    model = DecoderOnly(tiny_cfg()).eval()
     cache = model.new_cache()
     model(tok([1, 2, 3]), cache=cache)
     for bad in (10, -1):
@@ -530,15 +523,15 @@ def test_token_id_out_of_range_in_a_cached_decoding_step():
     torch.testing.assert_close(model(tok([4]), cache=cache)[:, -1], full)
 
 
-def test_token_id_out_of_range_encoder_decoder():
-    model = EncoderDecoder(ModelConfig(vocab_size=10, d_model=8, n_heads=2))
+def test_token_id_out_of_range_encoder_decoder(tiny_cfg):
+    model = EncoderDecoder(tiny_cfg())
     with pytest.raises(ValueError, match="vocab_size"):
         model(tok([1, 2, 3]), tok([1, 12]))
 
 
 @pytest.mark.parametrize("pos", ["learned", "sinusoidal"])
-def test_too_long_sequence_names_max_len(pos):
-    model = DecoderOnly(ModelConfig(vocab_size=10, d_model=8, n_heads=2, max_len=6, pos=pos))
+def test_too_long_sequence_names_max_len(pos, tiny_cfg):
+    model = DecoderOnly(tiny_cfg(max_len=6, pos=pos))
     model(tok([1] * 6))  # exactly max_len is fine
     with pytest.raises(ValueError, match="max_len=6"):
         model(tok([1] * 7))
@@ -548,7 +541,7 @@ def test_too_long_sequence_names_max_len(pos):
         model(tok([1]), cache=cache)  # position 6 via the cache
 
 
-def test_float_token_ids_rejected():
-    model = DecoderOnly(ModelConfig(vocab_size=10, d_model=8, n_heads=2))
+def test_float_token_ids_rejected(tiny_cfg):
+    model = DecoderOnly(tiny_cfg())
     with pytest.raises(ValueError, match="integer"):
         model(torch.zeros(1, 3))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from course_lib import en_fr
 from course_lib.generation import beam_search, generate
 from course_lib.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer
-from course_lib.translate import (FAMILIES, TranslationData, build_model, collate_decoder, collate_encdec,
+from course_lib.translate import (FAMILIES, TranslationData, build_model, collate_decoder, collate_encdec, collate_for,
                                   evaluate, load_data, load_translator, loss_for, model_configs, save_translator,
                                   translate, translate_ids)
 
@@ -90,8 +90,18 @@ def test_prefix_lm_loss_uses_the_bidirectional_prefix():
 
 
 def test_unknown_family_is_refused():
-    with pytest.raises(ValueError, match="family must be one of"):
+    with pytest.raises(ValueError, match="unknown family 'encoder'"):
         loss_for("encoder")
+    with pytest.raises(ValueError, match="encoder-only model cannot translate"):
+        translate_ids(_tiny("encdec"), "encoder-only", [[6, 7]])
+
+
+def test_every_name_of_a_family_works():
+    """The lesson's short names are the families' aliases: the canonical names do the same."""
+    b = collate_decoder(BATCH)
+    model = _tiny("decoder", sharp=False)
+    torch.testing.assert_close(loss_for("prefixlm")(model, b), loss_for("prefix-lm")(model, b))
+    assert collate_for("encoder-decoder") is collate_for("encdec") is collate_encdec
 
 
 def test_matched_parameter_counts():

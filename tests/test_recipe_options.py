@@ -177,15 +177,3 @@ def test_swiglu_matching_rule_gives_equal_parameters():
                                     norm="rms", bias=False))
     assert abs(dec.num_parameters() - ed.num_parameters()) / dec.num_parameters() < 0.01
 
-
-def test_redllm_stack_parameters_add_up_to_the_models_count():
-    from course_lib import redllm
-
-    for family, cfg in redllm.recipe_configs(vocab_size=50, d_model=32, n_heads=4, dec_layers=9).items():
-        model = redllm.build(family, cfg)
-        n = redllm.stack_parameters(model)
-        assert sum(n.values()) == model.num_parameters()
-        if family == "encdec":
-            assert n["encoder"] == sum(p.numel() for m in (model.encoder, model.enc_norm) for p in m.parameters())
-        else:
-            assert list(n) == ["decoder"]
