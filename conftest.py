@@ -4,11 +4,39 @@ nbval's kernels inherit this process's environment, so these settings reach the 
 """
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
-# Training cells shrink their schedules (course_lib.runtime.fast_mode()); a caller may override.
+# Lessons' training cells shrink their schedules (course_lib.runtime.fast_mode()); a caller's
+# COURSE_FAST applies to every notebook. The practice notebooks are cheap (~10 s each), so they run
+# in full mode, the mode learners use: a loop that only breaks at full length fails here.
+CALLER_FAST = os.environ.get("COURSE_FAST")
 os.environ.setdefault("COURSE_FAST", "1")
+FULL_MODE_FOLDERS = ("solutions", "exercises")
+ROOT = Path(__file__).resolve().parent
+
+
+def notebook_course_fast(path: Path) -> str:
+    """The COURSE_FAST value a notebook's kernel gets under pytest."""
+    if CALLER_FAST is not None:
+        return CALLER_FAST
+    return "0" if Path(path).resolve().parent in {ROOT / f for f in FULL_MODE_FOLDERS} else "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """nbval starts a notebook's kernel while setting up its first cell; the kernel inherits this
+    process's environment, so COURSE_FAST is set for exactly that moment."""
+    if item.path.suffix != ".ipynb":
+        yield
+        return
+    saved = os.environ["COURSE_FAST"]
+    os.environ["COURSE_FAST"] = notebook_course_fast(item.path)
+    try:
+        yield
+    finally:
+        os.environ["COURSE_FAST"] = saved
 # One thread per process: pytest-xdist runs two workers (and each notebook a kernel) on 2 cores,
 # and oversubscribed BLAS threads make tiny models many times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
