@@ -37,6 +37,8 @@ def pytest_runtest_setup(item):
         yield
     finally:
         os.environ["COURSE_FAST"] = saved
+
+
 # One thread per process: pytest-xdist runs two workers (and each notebook a kernel) on 2 cores,
 # and oversubscribed BLAS threads make tiny models many times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
