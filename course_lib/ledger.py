@@ -10,14 +10,28 @@ meaningless ones); in fast mode :func:`record_claim` validates and returns the e
                  numbers={"flops_to_target_ed": 6.9e11, "flops_to_target_dec": 1.6e12})
 
 The twelve claims and their one-line statements live in :data:`CLAIMS` (one source of truth for
-lesson 00's list and lesson 08's ledger).
+lesson 00's list and lesson 08's ledger); the lessons that test each, in :data:`CLAIM_LESSONS`
+(rendered for the README and lesson 00 by :func:`render_claim_map`).
+
+A verdict comes from the rule below, applied to the measurements by :func:`judge` (a directional
+claim), :func:`judge_similar` ("about equal") or :func:`judge_exact` (a count), each returning a
+:class:`Verdict` whose one-line ``reason`` the notebook prints and :func:`record_claim` saves:
+
+    v = judge(bleu_encdec, bleu_decoder, higher_is_better=True, what="validation BLEU",
+              names=("encoder-decoder", "decoder-only"), ceiling=99)
+    print(v)                                   # "supported: validation BLEU: ... every run of ..."
+    record_claim(4, v, evidence, lesson="05_translator", section="9. Three families")
+    record_claim(6, [v_a, v_b], evidence, ...)  # a two-part claim: one Verdict per part
 """
 from __future__ import annotations
 
 import json
+import math
 import re
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .runtime import fast_mode
 
@@ -26,6 +40,7 @@ VERDICTS = (
     "nuanced",
     "contradicted at toy scale",
     "cannot be shown at toy scale",
+    "no clear difference",
 )
 
 CLAIMS: dict[int, str] = {
@@ -55,7 +70,7 @@ def results_dir() -> Path:
 
 def record_claim(
     claim: int,
-    verdict: str,
+    verdict: str | Verdict | Sequence[Verdict],
     evidence: str,
     *,
     lesson: str,
@@ -66,22 +81,24 @@ def record_claim(
 ) -> dict[str, Any]:
     """Validate one computed verdict and (in full mode) merge it into ``<folder>/<lesson>.json``.
 
-    ``claim``: 1-12. ``verdict``: one of :data:`VERDICTS`. ``evidence``: one sentence with the
-    measured numbers. ``lesson``: notebook stem, e.g. ``"05_translator"``. ``section``: the heading
+    ``claim``: 1-12. ``verdict``: one of :data:`VERDICTS`, or the :class:`Verdict` that :func:`judge` returned
+    (its reason is saved too), or one :class:`Verdict` per part of a two-part claim (saved under ``"parts"``,
+    the claim's verdict by :func:`combine_parts`). ``evidence``: one sentence with the measured numbers.
+    ``lesson``: notebook stem, e.g. ``"05_translator"``. ``section``: the heading
     that produced it. ``numbers``: the raw measurements behind the sentence (JSON-serialisable).
     ``save`` defaults to ``not fast_mode()``. Returns the entry.
     """
     if claim not in CLAIMS:
         raise ValueError(f"claim must be one of 1..{len(CLAIMS)}, got {claim!r}")
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    judged = _judged_fields(verdict)
     entry = {
         "claim": claim,
-        "verdict": verdict,
+        "verdict": judged.pop("verdict"),
         "evidence": evidence,
         "lesson": lesson,
         "section": section,
         "numbers": numbers or {},
+        **judged,
     }
     json.dumps(entry)  # fail here, not later, if numbers are not serialisable
     if save is None:
@@ -123,6 +140,7 @@ def _validate_entry(file: Path, key: str, entry: Any) -> None:
         raise ValueError(f"{where}: verdict {entry['verdict']!r} is not one of {VERDICTS}.")
     if entry["lesson"] != file.stem:
         raise ValueError(f"{where}: the entry names lesson {entry['lesson']!r}, but lives in {file.name}.")
+    _validate_parts(where, entry)
 
 
 # --------------------------------------------------------------------------- the ledger table (lesson 08)
@@ -217,8 +235,24 @@ def _cell(text: str) -> str:
 
 
 def summarise(ledger: dict[int, list[dict[str, Any]]]) -> dict[int, str | None]:
-    """Combined verdict per claim (``None``: not yet measured)."""
-    return {c: combine_verdicts([e["verdict"] for e in ledger.get(c, [])]) for c in CLAIMS}
+    """Combined verdict per claim (``None``: not yet measured), by :func:`claim_verdict`."""
+    return {c: claim_verdict(ledger.get(c, [])) for c in CLAIMS}
+
+
+def part_verdicts(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """``{part: verdict combined over lessons}`` for one claim's saved entries (``""``: entries without parts)."""
+    by_part: dict[str, list[str]] = {}
+    for e in entries:
+        for label, p in (e.get("parts") or {"": e}).items():
+            by_part.setdefault(label, []).append(p["verdict"])
+    return {label: combine_verdicts(vs) for label, vs in sorted(by_part.items())}
+
+
+def claim_verdict(entries: list[dict[str, Any]]) -> str | None:
+    """One claim's verdict: each part's verdict combined over lessons (:func:`combine_verdicts`), then the parts
+    combined (:func:`combine_parts`); ``None`` if nothing is saved."""
+    parts = part_verdicts(entries)
+    return combine_parts(list(parts.values())) if parts else None
 
 
 def render_ledger(ledger: dict[int, list[dict[str, Any]]], notebooks: str | Path | None = None) -> str:
@@ -232,15 +266,359 @@ def render_ledger(ledger: dict[int, list[dict[str, Any]]], notebooks: str | Path
 
     for claim, statement in CLAIMS.items():
         entries = sorted(ledger.get(claim, []), key=lambda e: e["lesson"])
-        combined = combine_verdicts([e["verdict"] for e in entries])
+        combined = claim_verdict(entries)
         if combined is None:
             lines.append(f"| {claim} | {_cell(statement)} | *{NOT_MEASURED}* | {not_measured_hint(claim)} | — |")
-        elif len(entries) == 1:
+        elif len(entries) == 1 and "parts" not in entries[0]:
             e = entries[0]
             lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(e['evidence'])} | {link(e)} |")
         else:
-            lessons = ", ".join(e["lesson"][:2] for e in entries)
-            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | combined over lessons {lessons} | — |")
-            for e in entries:
-                lines.append(f"| | ↳ lesson {e['lesson'][:2]} | {e['verdict']} | {_cell(e['evidence'])} | {link(e)} |")
+            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(_claim_summary(entries))} | — |")
+            for e in entries:  # one row per lesson, or per lesson and part: disagreement stays visible
+                for label, p in (e.get("parts") or {"": e}).items():
+                    name = f"↳ lesson {e['lesson'][:2]}" + (f" ({label})" if label else "")
+                    text = p["reason"] if label else e["evidence"]
+                    lines.append(f"| | {_cell(name)} | {p['verdict']} | {_cell(text)} | {link(e)} |")
     return "\n".join(lines) + "\n"
+
+
+def _claim_summary(entries: list[dict[str, Any]]) -> str:
+    """The evidence cell of a claim row with sub-rows: each part's verdict, and the lessons combined."""
+    parts = part_verdicts(entries)
+    lessons = ", ".join(e["lesson"][:2] for e in entries)
+    where = f"combined over lessons {lessons}" if len(entries) > 1 else entries[0]["evidence"]
+    if list(parts) == [""]:
+        return where
+    return "; ".join(f"({label}) {v}" for label, v in parts.items() if label) + f". {where}"
+
+
+# --------------------------------------------------------------------------- the verdict rule
+
+#: A noisy measurement needs at least this many independent runs per side (seeds, or repeated timings).
+MIN_SEEDS = 3
+
+#: The rule every lesson's verdict follows (:func:`judge`, :func:`judge_similar`, :func:`judge_exact`);
+#: lesson 08 prints it.
+VERDICT_RULE = """\
+1. Repeats. A noisy measure (a trained model's score, a timing) needs at least 3 independent runs
+   per side (seeds, or repeated timings); with fewer: cannot be shown at toy scale, because one run
+   cannot tell an effect from run-to-run noise. A count or an identity (FLOPs, bytes, forward passes,
+   equal gradients) has no run-to-run spread: one measurement is enough, checked against the claim.
+2. Floor and ceiling. If every run of both sides sits at the measure's floor (nothing learned that
+   it can see) or at its ceiling (the task saturates): cannot be shown at toy scale.
+3. Direction, the same test both ways. The effect is clear only when its spread leaves no doubt
+   about its sign: two independent groups must not overlap (every run of one side beats every run
+   of the other); paired runs or per-run effects must have a mean more than twice their standard
+   deviation away from no effect. Clear in the claimed direction: supported; clear in the other
+   direction: contradicted at toy scale; otherwise: no clear difference (neither side wins).
+4. Size. A claim that names a size ("a lot") needs an effect of at least that size; a clear effect
+   in the claimed direction that is smaller: nuanced.
+5. "Similar" claims. Every run inside the stated band: supported; every run outside it:
+   contradicted at toy scale; runs on both sides of its edge: cannot be shown at toy scale.
+6. Parts. A claim with two parts gets one verdict per part; the claim's verdict is theirs when they
+   agree and nuanced when they do not, and the ledger shows every part."""
+
+__doc__ += "\nThe verdict rule (:data:`VERDICT_RULE`, :func:`judge`):\n\n" + VERDICT_RULE + "\n"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verdict from the rule: ``verdict`` (one of :data:`VERDICTS`), ``reason`` (one or two lines with the
+    numbers, for a notebook to print), ``part`` ("" for a whole claim, e.g. "a" / "b" for a two-part claim) and
+    ``numbers`` (what the rule looked at: samples, effect, spread)."""
+
+    verdict: str
+    reason: str
+    part: str = ""
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    def __str__(self) -> str:
+        return f"{f'({self.part}) ' if self.part else ''}{self.verdict}: {self.reason}"
+
+
+def _runs(values: Any, name: str, *, allow_inf: bool) -> list[float]:
+    """``values`` as a list of floats, refusing what the rule cannot read (checked where the numbers enter)."""
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        raise ValueError(f"{name} must be a list with one number per run (seed or timing), got the single number "
+                         f"{values!r}; pass [{values!r}, ...].")
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a list of numbers, one per run; got {values!r}.") from None
+    if not out:
+        raise ValueError(f"{name} is empty: pass one number per run (seed or timing).")
+    if any(math.isnan(v) for v in out):
+        raise ValueError(f"{name} contains NaN ({out}); record a diverged run as math.inf (worst possible) or leave "
+                         "it out and say so in the evidence.")
+    if not allow_inf and any(math.isinf(v) for v in out):
+        raise ValueError(f"{name} contains an infinite value ({out}); a per-run effect must be finite (compare the "
+                         "two sides with judge(a, b) instead, which can rank a diverged run last).")
+    return out
+
+
+def _num(v: float, fmt: str) -> str:
+    return "inf" if math.isinf(v) else fmt.format(v)
+
+
+def spread(values: Sequence[float], fmt: str = "{:.3g}") -> str:
+    """``"mean (min-max)"`` of per-run values (the course's way of printing a spread), or the value if one run."""
+    v = [float(x) for x in values]
+    if len(v) == 1:
+        return _num(v[0], fmt)
+    mean = math.inf if any(math.isinf(x) for x in v) else statistics.mean(v)
+    return f"{_num(mean, fmt)} ({_num(min(v), fmt)}-{_num(max(v), fmt)})"
+
+
+def _check_seeds(min_seeds: int) -> None:
+    if min_seeds < MIN_SEEDS:
+        raise ValueError(f"min_seeds must be at least {MIN_SEEDS} (the rule's minimum), got {min_seeds}.")
+
+
+def _too_few(sides: dict[str, list[float]], min_seeds: int, what: str, part: str, numbers: dict) -> Verdict | None:
+    short = {n: len(v) for n, v in sides.items() if len(v) < min_seeds}
+    if not short:
+        return None
+    names = ", ".join(f"{n} {k} run{'s' * (k != 1)}" for n, k in short.items())
+    return Verdict("cannot be shown at toy scale",
+                   f"{what}: only {names}; the rule needs at least {min_seeds} per side to tell an effect from "
+                   "run-to-run noise.", part, numbers)
+
+
+def _saturated(a: list[float], b: list[float], floor: float | None, ceiling: float | None, higher_is_better: bool,
+               what: str, part: str, numbers: dict, fmt: str, names: tuple[str, str]) -> Verdict | None:
+    both = a + b
+    # the floor is the "nothing learned" end, the ceiling the "saturated" end, whichever way the measure points
+    at_floor = floor is not None and all((v <= floor) if higher_is_better else (v >= floor) for v in both)
+    at_ceiling = ceiling is not None and all((v >= ceiling) if higher_is_better else (v <= ceiling) for v in both)
+    if not (at_floor or at_ceiling):
+        return None
+    limit, why = (floor, "at its floor: neither learned what the measure can see") if at_floor else \
+        (ceiling, "at its ceiling: the task saturates, so no difference can show")
+    return Verdict("cannot be shown at toy scale",
+                   f"{what}: {names[0]} {spread(a, fmt)} vs {names[1]} {spread(b, fmt)}; every run of both is {why} "
+                   f"(limit {_num(limit, fmt)}).", part, numbers)
+
+
+def judge(
+    claimed: Sequence[float],
+    other: Sequence[float] | None = None,
+    *,
+    higher_is_better: bool,
+    what: str,
+    names: tuple[str, str] = ("the claimed side", "the other side"),
+    paired: bool = False,
+    null: float = 0.0,
+    min_effect: float = 0.0,
+    floor: float | None = None,
+    ceiling: float | None = None,
+    min_seeds: int = MIN_SEEDS,
+    part: str = "",
+    fmt: str = "{:.3g}",
+) -> Verdict:
+    """The verdict rule (:data:`VERDICT_RULE`) for a directional claim measured over several runs.
+
+    Three forms:
+
+    * ``judge(a, b)``: two independent groups of runs (e.g. per-seed BLEU of two architectures); the claim says
+      ``a`` is better than ``b``. Clear only if the groups do not overlap.
+    * ``judge(a, b, paired=True)``: run ``i`` of ``a`` and of ``b`` share everything but the thing compared (same
+      seed, same starting weights); the per-run effect is ``a[i] - b[i]``.
+    * ``judge(effects, null=1.0)``: per-run effects already computed (e.g. a per-seed ratio; ``null`` is "no
+      effect"); the claim says they lie above ``null`` (``higher_is_better=True``) or below it.
+
+    ``higher_is_better``: which way the measure is good (a loss: False). ``what``: the measure, e.g.
+    ``"validation BLEU"``. ``names``: the two sides as the reason should name them. ``min_effect``: the size the
+    claim names (in the measure's units, from ``null``). ``floor`` / ``ceiling``: the values at and beyond which
+    the measure stops telling models apart (e.g. exact match 5% / 99%); not for per-run effects.
+    ``part``: "a", "b"... for a part of a two-part claim. Returns a :class:`Verdict`; NaN input is refused."""
+    _check_seeds(min_seeds)
+    a = _runs(claimed, "claimed" if other is not None else "effects", allow_inf=other is not None and not paired)
+    if other is None:
+        if paired or floor is not None or ceiling is not None:
+            raise ValueError("paired, floor and ceiling need both sides' runs: call judge(a, b, ...); per-run effects "
+                             "have no floor or ceiling of their own.")
+        return _judge_effects(a, null, higher_is_better, min_effect, min_seeds, what, part, fmt, names)
+    b = _runs(other, "other", allow_inf=not paired)
+    if paired and len(a) != len(b):
+        raise ValueError(f"paired runs need one 'other' run per 'claimed' run; got {len(a)} and {len(b)}.")
+    sign = 1.0 if higher_is_better else -1.0
+    numbers: dict[str, Any] = {"claimed": a, "other": b, "names": list(names), "higher_is_better": higher_is_better}
+    early = (_too_few({names[0]: a, names[1]: b}, min_seeds, what, part, numbers)
+             or _saturated(a, b, floor, ceiling, higher_is_better, what, part, numbers, fmt, names))
+    if early:
+        return early
+    if paired:
+        effects = [x - y for x, y in zip(a, b)]
+        v = _judge_effects(effects, 0.0, higher_is_better, min_effect, min_seeds,
+                           f"{what}, {names[0]} minus {names[1]} per run", part, fmt, names)
+        return Verdict(v.verdict, f"{names[0]} {spread(a, fmt)} vs {names[1]} {spread(b, fmt)}; " + v.reason, part,
+                       numbers | v.numbers)
+    # independent groups: clear only if the ranges do not overlap; the same test in both directions
+    good_a = [sign * x for x in a]
+    good_b = [sign * x for x in b]
+    finite = all(math.isfinite(x) for x in a + b)
+    effect = statistics.mean(a) - statistics.mean(b) if finite else sign * (min(good_a) - min(good_b))
+    numbers |= {"effect": effect, "spread_claimed": [min(a), max(a)], "spread_other": [min(b), max(b)]}
+    shown = f"{what}: {names[0]} {spread(a, fmt)} vs {names[1]} {spread(b, fmt)} over {len(a)} + {len(b)} runs"
+    if min(good_a) > max(good_b):
+        if min_effect and abs(effect) < min_effect:
+            return Verdict("nuanced", f"{shown}; every run of {names[0]} is better, but by {_num(abs(effect), fmt)}, "
+                                      f"less than the claimed {_num(min_effect, fmt)}.", part, numbers)
+        return Verdict("supported", f"{shown}; every run of {names[0]} is better than every run of {names[1]}.",
+                       part, numbers)
+    if min(good_b) > max(good_a):
+        return Verdict("contradicted at toy scale",
+                       f"{shown}; every run of {names[1]} is better than every run of {names[0]}.", part, numbers)
+    return Verdict("no clear difference", f"{shown}; the runs overlap, so neither side wins.", part, numbers)
+
+
+def _judge_effects(effects: list[float], null: float, higher_is_better: bool, min_effect: float, min_seeds: int,
+                   what: str, part: str, fmt: str, names: tuple[str, str]) -> Verdict:
+    numbers: dict[str, Any] = {"effects": effects, "null": null, "higher_is_better": higher_is_better}
+    early = _too_few({what: effects}, min_seeds, what, part, numbers)
+    if early:
+        return early
+    mean, sd = statistics.mean(effects), statistics.stdev(effects)
+    numbers |= {"mean": mean, "sd": sd}
+    shown = (f"{what}: {spread(effects, fmt)} over {len(effects)} runs, mean +- 2 sd "
+             f"{_num(mean - 2 * sd, fmt)} to {_num(mean + 2 * sd, fmt)}")
+    clear = abs(mean - null) > 2 * sd
+    toward_claim = (mean > null) == higher_is_better
+    if clear and toward_claim:
+        if min_effect and abs(mean - null) < min_effect:
+            return Verdict("nuanced", f"{shown}: all on the claimed side of {_num(null, fmt)} (no effect), but the mean "
+                                      f"is closer to it than the claimed {_num(min_effect, fmt)}.", part, numbers)
+        return Verdict("supported", f"{shown}: all on the claimed side of {_num(null, fmt)} (no effect).", part, numbers)
+    if clear:
+        return Verdict("contradicted at toy scale", f"{shown}: all on the other side of {_num(null, fmt)} (no effect).",
+                       part, numbers)
+    return Verdict("no clear difference", f"{shown}: includes {_num(null, fmt)} (no effect), so neither side wins.",
+                   part, numbers)
+
+
+def judge_similar(effects: Sequence[float], band: tuple[float, float], *, what: str, min_seeds: int = MIN_SEEDS,
+                  part: str = "", fmt: str = "{:.3g}") -> Verdict:
+    """The rule for a claim that two things are about equal ("similar compute"): ``effects`` are per-run
+    comparisons (e.g. a per-seed ratio), ``band = (lo, hi)`` what the claim calls similar (e.g. ``(0.8, 1.25)``).
+    Every run inside: supported; every run outside: contradicted at toy scale; some in, some out: cannot be shown."""
+    _check_seeds(min_seeds)
+    e = _runs(effects, "effects", allow_inf=False)
+    lo, hi = (float(x) for x in band)
+    if not lo < hi:
+        raise ValueError(f"band must be (low, high) with low < high, got {band!r}.")
+    numbers: dict[str, Any] = {"effects": e, "band": [lo, hi]}
+    early = _too_few({what: e}, min_seeds, what, part, numbers)
+    if early:
+        return early
+    inside = sum(lo <= x <= hi for x in e)
+    shown = f"{what}: {spread(e, fmt)} over {len(e)} runs, against the band {_num(lo, fmt)}-{_num(hi, fmt)} for 'similar'"
+    if inside == len(e):
+        return Verdict("supported", f"{shown}: every run inside it.", part, numbers)
+    if inside == 0:
+        return Verdict("contradicted at toy scale", f"{shown}: every run outside it.", part, numbers)
+    return Verdict("cannot be shown at toy scale", f"{shown}: {inside} of {len(e)} runs inside, so the seeds scatter "
+                                                   "across its edge.", part, numbers)
+
+
+def judge_exact(value: float, band: tuple[float, float], *, what: str, part: str = "", fmt: str = "{:.3g}") -> Verdict:
+    """The rule for a count or an identity (FLOPs, bytes, forward passes): no run-to-run spread, so one value,
+    checked against the ``band = (lo, hi)`` the claim allows (``(1.6, 2.4)`` for "about 2x", ``(0, 1)`` for
+    "smaller"). Inside: supported; outside: contradicted at toy scale."""
+    v = _runs([value], "value", allow_inf=False)[0]
+    lo, hi = (float(x) for x in band)
+    if not lo <= hi:
+        raise ValueError(f"band must be (low, high) with low <= high, got {band!r}.")
+    numbers = {"value": v, "band": [lo, hi]}
+    shown = f"{what}: {_num(v, fmt)} (a count, no run-to-run spread), the claim allows {_num(lo, fmt)}-{_num(hi, fmt)}"
+    if lo <= v <= hi:
+        return Verdict("supported", f"{shown}: inside.", part, numbers)
+    return Verdict("contradicted at toy scale", f"{shown}: outside.", part, numbers)
+
+
+def combine_parts(verdicts: Sequence[str]) -> str:
+    """A claim's verdict from its parts' (rule 6): their common verdict, or ``"nuanced"`` when they differ."""
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {v!r}")
+    if not verdicts:
+        raise ValueError("a claim needs at least one part's verdict.")
+    return verdicts[0] if len(set(verdicts)) == 1 else "nuanced"
+
+
+def _plain(x: Any) -> Any:
+    """``x`` with infinite floats written as the strings ``"inf"`` / ``"-inf"`` (strict JSON has no infinity)."""
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _judged_fields(verdict: Any) -> dict[str, Any]:
+    """The entry fields :func:`record_claim` saves for a verdict string, a :class:`Verdict`, or one per part."""
+    if isinstance(verdict, str):
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        return {"verdict": verdict}
+    if isinstance(verdict, Verdict):
+        return {"verdict": verdict.verdict, "reason": verdict.reason, "judged": _plain(verdict.numbers)}
+    parts = list(verdict) if isinstance(verdict, (list, tuple)) else None
+    if not parts or not all(isinstance(v, Verdict) for v in parts):
+        raise ValueError(f"verdict must be one of {VERDICTS}, a Verdict from judge(), or a list of Verdicts (one per "
+                         f"part); got {verdict!r}")
+    labels = [v.part for v in parts]
+    if len(parts) == 1 and not labels[0]:
+        return _judged_fields(parts[0])
+    if not all(labels) or len(set(labels)) != len(labels):
+        raise ValueError(f"the Verdicts of a multi-part claim need distinct part labels (judge(..., part='a')); got {labels}.")
+    return {"verdict": combine_parts([v.verdict for v in parts]),
+            "parts": {v.part: {"verdict": v.verdict, "reason": v.reason, "judged": _plain(v.numbers)} for v in parts}}
+
+
+def _validate_parts(where: str, entry: dict[str, Any]) -> None:
+    """A saved multi-part entry: every part has a known verdict and a reason, and the claim's verdict is theirs
+    combined by :func:`combine_parts`."""
+    parts = entry.get("parts")
+    if parts is None:
+        return
+    if not isinstance(parts, dict) or not parts:
+        raise ValueError(f"{where}: 'parts' must map part labels to verdicts; save parts with record_claim([...]).")
+    for label, p in parts.items():
+        if not isinstance(p, dict) or p.get("verdict") not in VERDICTS or not isinstance(p.get("reason"), str):
+            raise ValueError(f"{where}, part {label!r}: needs a verdict (one of {VERDICTS}) and a reason.")
+    combined = combine_parts([p["verdict"] for p in parts.values()])
+    if entry["verdict"] != combined:
+        raise ValueError(f"{where}: the claim's verdict {entry['verdict']!r} is not its parts' combined verdict {combined!r}.")
+
+
+# --------------------------------------------------------------------------- the claim -> lesson map (README, lesson 00)
+
+
+def claims_by_lesson() -> dict[str, tuple[int, ...]]:
+    """``{"02": (1, 5), "03": (2, 3), ...}``: :data:`CLAIM_LESSONS` read the other way."""
+    out: dict[str, list[int]] = {}
+    for claim, lessons in CLAIM_LESSONS.items():
+        for lesson in lessons:
+            out.setdefault(lesson, []).append(claim)
+    return {lesson: tuple(sorted(claims)) for lesson, claims in sorted(out.items())}
+
+
+def render_claim_map(by: str = "claim") -> str:
+    """:data:`CLAIM_LESSONS` as a Markdown table: ``by="claim"`` one row per claim (number, statement, lessons),
+    ``by="lesson"`` one row per lesson (number, the claims it tests). The README and lesson 00 print this
+    instead of keeping their own copy."""
+    if by == "claim":
+        rows = ["| # | claim | tested in lessons |", "|---|---|---|"]
+        rows += [f"| {c} | {_cell(CLAIMS[c])} | {', '.join(CLAIM_LESSONS[c])} |" for c in CLAIMS]
+    elif by == "lesson":
+        rows = ["| lesson | claims tested |", "|---|---|"]
+        rows += [f"| {lesson} | {', '.join(map(str, claims))} |" for lesson, claims in claims_by_lesson().items()]
+    else:
+        raise ValueError(f"by must be 'claim' or 'lesson', got {by!r}.")
+    return "\n".join(rows) + "\n"

@@ -42,7 +42,8 @@ def _cells(line: str) -> list[str]:
 
 
 def parse_ledger_table(markdown: str) -> dict[int, dict]:
-    """``{claim: {"verdict", "evidence", "where", "lessons": [{"lesson", "verdict", "evidence", "where"}]}}``."""
+    """``{claim: {"verdict", "evidence", "where", "lessons": [{"lesson", "part", "verdict", "evidence", "where"}]}}``
+    (``part``: "" for a lesson's row, "a", "b"... for one row per part of a two-part claim)."""
     lines = markdown.strip().splitlines()
     assert lines[0] == HEADER, f"the ledger table starts with {HEADER!r}, got {lines[0]!r}"
     rows: dict[int, dict] = {}
@@ -54,9 +55,10 @@ def parse_ledger_table(markdown: str) -> dict[int, dict]:
                                                     "raw_verdict": verdict, "evidence": evidence,
                                                     "where": where, "lessons": []})
         else:
-            m = re.fullmatch(r"↳ lesson (\d\d)", claim)
+            m = re.fullmatch(r"↳ lesson (\d\d)(?: \((.+)\))?", claim)
             assert m and current is not None, f"a sub-row must follow a claim row: {line!r}"
-            current["lessons"].append({"lesson": m.group(1), "verdict": verdict, "evidence": evidence, "where": where})
+            current["lessons"].append({"lesson": m.group(1), "part": m.group(2) or "", "verdict": verdict,
+                                       "evidence": evidence, "where": where})
     return rows
 
 
@@ -95,25 +97,38 @@ def ledger_problems(parsed: dict[int, dict], ledger: dict[int, list[dict]], note
                     or not all(n in row["evidence"] for n in lessons) or "full mode" not in row["evidence"]:
                 problems.append(f"claim {claim}: no saved verdict, but the table shows {row['raw_verdict']!r} / {row['evidence']!r}")
             continue
-        expected = combine_verdicts([e["verdict"] for e in entries])
+        expected = _expected_claim_verdict(entries)
         if row["raw_verdict"] != f"**{expected}**":
             problems.append(f"claim {claim}: table says {row['raw_verdict']!r}, saved results give {expected!r}")
-        shown = [{"lesson": e["lesson"][:2], "verdict": e["verdict"], "evidence": " ".join(e["evidence"].split()), "entry": e}
-                 for e in entries]
-        if len(entries) == 1:
-            table = [{"lesson": shown[0]["lesson"], "verdict": row["verdict"], "evidence": row["evidence"], "where": row["where"]}]
+        shown = [{"lesson": e["lesson"][:2], "part": label, "verdict": p["verdict"],
+                  "evidence": " ".join((p["reason"] if label else e["evidence"]).split()), "entry": e}
+                 for e in entries for label, p in (e.get("parts") or {"": e}).items()]
+        if len(shown) == 1:
+            table = [{"lesson": shown[0]["lesson"], "part": "", "verdict": row["verdict"], "evidence": row["evidence"],
+                      "where": row["where"]}]
         else:
             table = row["lessons"]
-            if len(table) != len(entries):
-                problems.append(f"claim {claim}: {len(table)} lesson rows shown, {len(entries)} saved")
+            if len(table) != len(shown):
+                problems.append(f"claim {claim}: {len(table)} lesson rows shown, {len(shown)} saved")
                 continue
         for s, t in zip(shown, table):
-            if (s["lesson"], s["verdict"], s["evidence"]) != (t["lesson"], t["verdict"], t["evidence"]):
-                problems.append(f"claim {claim}, lesson {s['lesson']}: table shows {t['verdict']!r}: {t['evidence']!r}; "
-                                f"saved {s['verdict']!r}: {s['evidence']!r}")
+            if (s["lesson"], s["part"], s["verdict"], s["evidence"]) != (t["lesson"], t["part"], t["verdict"], t["evidence"]):
+                problems.append(f"claim {claim}, lesson {s['lesson']}{' (' + s['part'] + ')' if s['part'] else ''}: "
+                                f"table shows {t['verdict']!r}: {t['evidence']!r}; saved {s['verdict']!r}: {s['evidence']!r}")
             if not _link_ok(t["where"], s["entry"], _headings(s["entry"]["lesson"], notebooks)):
                 problems.append(f"claim {claim}, lesson {s['lesson']}: link {t['where']!r} does not point to its section")
     return problems
+
+
+def _expected_claim_verdict(entries: list[dict]) -> str:
+    """Written out independently of ledger.claim_verdict: per part, lessons combine by combine_verdicts (a
+    'cannot be shown' gives way); then parts that agree keep their verdict and parts that differ give 'nuanced'."""
+    per_part: dict[str, list[str]] = {}
+    for e in entries:
+        for label, p in (e.get("parts") or {"": e}).items():
+            per_part.setdefault(label, []).append(p["verdict"])
+    combined = {combine_verdicts(vs) for vs in per_part.values()}
+    return combined.pop() if len(combined) == 1 else "nuanced"
 
 
 def _notebook_ledger_markdown(path: Path = NOTEBOOK) -> list[str]:
@@ -200,6 +215,27 @@ def test_the_comparison_catches_a_stale_or_edited_table(partial):
     # a new lesson saved a result the notebook has not shown yet
     _save(partial, 8, "nuanced", "ED ppl x1.8 at 4T vs x3.1.", "07_encoder_decoder_revisited")
     assert any(p.startswith("claim 8") for p in problems(good, load_ledger(partial)))
+
+
+def test_parts_are_rows_the_independent_parser_checks(partial):
+    """A two-part claim saved by two lessons (judge's Verdicts, one per part): every part of every lesson is a row,
+    and a table that hides a part's disagreement is caught."""
+    from course_lib.ledger import judge_exact, judge_similar
+
+    for lesson, ratios in (("05_translator", [2.6, 2.9, 2.4]), ("07_encoder_decoder_revisited", [0.46, 0.5, 0.44])):
+        parts = [judge_exact(2.1, (1.6, 2.4), what="FLOPs per sequence ratio", part="a"),
+                 judge_similar(ratios, (0.8, 1.25), what="compute ratio", part="b")]
+        record_claim(6, parts, "two parts", lesson=lesson, section="2. An experiment", save=True, folder=partial)
+    ledger = load_ledger(partial)
+    text = render_ledger(ledger, notebooks=partial)
+    parsed = parse_ledger_table(text)
+    assert ledger_problems(parsed, ledger, notebooks=partial) == []
+    assert [(r["lesson"], r["part"], r["verdict"]) for r in parsed[6]["lessons"]] == [
+        ("05", "a", "supported"), ("05", "b", "contradicted at toy scale"),
+        ("07", "a", "supported"), ("07", "b", "contradicted at toy scale")]
+    assert parsed[6]["verdict"] == "nuanced"
+    hidden = text.replace("| ↳ lesson 07 (b) | contradicted at toy scale |", "| ↳ lesson 07 (b) | supported |")
+    assert any("claim 6, lesson 07 (b)" in p for p in ledger_problems(parse_ledger_table(hidden), ledger, notebooks=partial))
 
 
 HEADINGS = ["07 · The lesson", "1. The recipe", "2. RedLLM vs DecLLM", "2.1 Claim 6(a): FLOPs per sequence",
