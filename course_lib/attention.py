@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import NORM_EPS
 from .masks import causal_mask, check_mask
 
 
@@ -163,6 +164,13 @@ class KVCache:
         self.k, self.v = self._kbuf.narrow(-2, 0, n + new), self._vbuf.narrow(-2, 0, n + new)
         return self.k, self.v
 
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` positions and forget the rest; the next :meth:`append` writes at ``n``."""
+        if not 0 <= n <= len(self):
+            raise ValueError(f"cannot keep {n} positions of a cache that holds {len(self)}; n must be in 0..{len(self)}.")
+        if self.k is not None:
+            self.k, self.v = self.k.narrow(-2, 0, n), self.v.narrow(-2, 0, n)  # still views of the buffer, if any
+
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (beam search reshuffles its beams every step)."""
         if self.k is not None:
@@ -197,6 +205,10 @@ class MultiHeadAttention(nn.Module):
     ``n_heads // n_kv_heads`` query heads (``n_kv_heads=1`` is multi-query attention).
     """
 
+    #: Set by :func:`recording_max_logit` (on the class: every layer; or on a model's layers): each call
+    #: appends its largest pre-softmax logit ``|q·k| · scale`` to this list.
+    max_logit_log: list[float] | None = None
+
     def __init__(
         self,
         d_model: int,
@@ -205,7 +217,7 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         dropout: float = 0.0,
         qk_norm: bool = False,
-        norm_eps: float = 1e-6,
+        norm_eps: float = NORM_EPS,
         n_kv_heads: int | None = None,
         scale: float | None = None,
         v_norm: bool = False,
@@ -306,6 +318,10 @@ class MultiHeadAttention(nn.Module):
             group = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
+        if self.max_logit_log is not None:  # every query-key pair, masked ones too (the kernels compute them all)
+            scale = 1 / math.sqrt(q.shape[-1]) if self.scale is None else self.scale
+            with torch.no_grad():
+                self.max_logit_log.append(float((q.detach() @ k.detach().transpose(-2, -1)).abs().max()) * scale)
         p = self.dropout if self.training else 0.0
         if self.record:
             out, weights = scaled_dot_product_attention(q, k, v, mask, causal=causal, return_weights=True, dropout_p=p, bias=bias,
@@ -338,3 +354,24 @@ def recording_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
             if m.last_weights is not None:
                 maps[name] = m.last_weights
             m.record, m.last_weights = False, None
+
+
+@contextmanager
+def recording_max_logit(record: list | None = None, *, model: nn.Module | None = None) -> Iterator[list[float]]:
+    """Inside the ``with`` block every attention call appends its largest pre-softmax logit
+    ``|q·k| · scale`` (QK-norm and RoPE applied, over every query-key pair) to the yielded list, in call
+    order: every layer of every model, or only ``model``'s. Wortsman et al. 2023, "Small-scale proxies
+    for large-scale Transformer training instabilities" (arXiv 2309.14322), track this quantity: without
+    QK-norm it can grow until the softmax saturates. Lesson 07 calls it ``redllm.tracking_max_logit``."""
+    log = [] if record is None else record
+    layers = [MultiHeadAttention] if model is None else [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    for m in layers:
+        m.max_logit_log = log
+    try:
+        yield log
+    finally:
+        for m in layers:
+            if m is MultiHeadAttention:
+                m.max_logit_log = None
+            else:
+                del m.max_logit_log  # back to the class's setting

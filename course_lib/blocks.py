@@ -10,6 +10,8 @@ keys/values come from differ.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 from torch import Tensor, nn
 
 from .attention import KVCache, MultiHeadAttention
@@ -114,19 +116,40 @@ class CrossDecoderBlock(_Block):
                              context_positions=context_positions, causal=mask is None)
 
 
-def new_cache(n_layers: int) -> list[dict[str, KVCache]]:
-    """An empty KV cache for a decoder stack: per layer, one for self- and one for cross-attention."""
-    return [{"self": KVCache(), "cross": KVCache()} for _ in range(n_layers)]
+class DecoderCache:
+    """The KV cache of a decoder stack (``model.new_cache()``): per layer a :class:`KVCache` for
+    self-attention (``"self"``: one more position per token read) and one for cross-attention
+    (``"cross"``: the encoder output's keys and values, filled by the first decoder call).
+
+    ``len(cache)`` is the number of positions the decoder has read; ``cache[i]`` and iteration give
+    each layer's ``{"self": KVCache, "cross": KVCache}`` (what the blocks take).
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.layers = [{"self": KVCache(), "cross": KVCache()} for _ in range(n_layers)]
+
+    def __len__(self) -> int:
+        return len(self.layers[0]["self"]) if self.layers else 0
+
+    def __getitem__(self, i: int) -> dict[str, KVCache]:
+        return self.layers[i]
+
+    def __iter__(self) -> Iterator[dict[str, KVCache]]:
+        return iter(self.layers)
+
+    def truncate(self, n: int) -> None:
+        """Forget every position from ``n`` on (as if only ``n`` had been read); cross-attention keeps the source."""
+        for layer in self.layers:
+            layer["self"].truncate(n)
+
+    def reorder(self, index: Tensor, *, cross: bool = True) -> None:
+        """Keep batch rows ``index``. ``cross=False`` leaves the cross-attention keys/values as they are:
+        beam search reshuffles one input's beams among themselves, and those beams share one source,
+        so its encoder keys/values are already the same in every row."""
+        for layer in self.layers:
+            layer["self"].reorder(index)
+            if cross:
+                layer["cross"].reorder(index)
 
 
-def reorder_cache(cache: list[dict[str, KVCache]], index: Tensor, *, cross: bool = True) -> None:
-    """Keep batch rows ``index`` of every layer's cache. ``cross=False`` leaves the cross-attention
-    keys/values as they are: beam search reshuffles one input's beams among themselves, and those
-    beams share one source, so its encoder keys/values are already the same in every row."""
-    for layer in cache:
-        layer["self"].reorder(index)
-        if cross:
-            layer["cross"].reorder(index)
-
-
-__all__ = ["EncoderBlock", "DecoderBlock", "CrossDecoderBlock", "new_cache", "reorder_cache", "combine_masks"]
+__all__ = ["EncoderBlock", "DecoderBlock", "CrossDecoderBlock", "DecoderCache", "combine_masks"]

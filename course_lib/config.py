@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+#: The norms' epsilon wherever a config does not say otherwise (:class:`~course_lib.layers.RMSNorm`,
+#: QK-norm and V-norm in :class:`~course_lib.attention.MultiHeadAttention`); PyTorch's LayerNorm default.
+NORM_EPS = 1e-5
+
 
 @dataclass
 class ModelConfig:
@@ -32,7 +36,7 @@ class ModelConfig:
     rope_cross: bool = False  # encoder-decoder: RoPE in cross-attention too, decoder positions continuing after the source
     tie_embeddings: bool = True  # share the token embedding with the output layer
     bias: bool = True
-    norm_eps: float = 1e-5
+    norm_eps: float = NORM_EPS
     final_norm: bool = True  # a norm after the last block (needed by pre-norm; nn.Transformer has one always)
     scale_embeddings: bool = False  # multiply token embeddings by √d_model (Vaswani et al.)
     pad_id: int = 0

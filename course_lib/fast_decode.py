@@ -20,8 +20,9 @@ the same arithmetic as the blocks, written out flat. The whole GPT decoding step
     logits = Head(Norm_f(x))                                      (B, 1, V)
 
 It covers pre-norm decoders with learned, sinusoidal, rotary or no positions, full or grouped-query
-attention and any norm and FFN. Anything else (post-norm, T5's relative bias, QK-/V-norm, training
-mode, attention being recorded, hooks on a module it skips, a subclass) takes the general path.
+attention and any norm and FFN: the config options listed in :data:`_HANDLED`. Anything else
+(post-norm, T5's relative bias, QK-/V-norm, an option not on that list, training mode, attention being
+recorded, hooks on a module it skips, a subclass) takes the general path.
 Both give the same logits bit for bit: ``tests/test_fast_decode.py`` checks it config by config.
 """
 from __future__ import annotations
@@ -30,13 +31,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import KVCache, MultiHeadAttention
-from .blocks import DecoderBlock
+from .attention import MultiHeadAttention
+from .blocks import DecoderBlock, DecoderCache
 from .models import DecoderOnly
 
 
 def _hooked(m: nn.Module) -> bool:
     return bool(m._forward_hooks or m._forward_pre_hooks)
+
+
+_ANY = None
+#: Every ModelConfig field the flat step is known to handle, with the values it handles (``_ANY``: the
+#: modules it calls as they are, the embeddings, norms, FFN, RoPE table and output layer, read the
+#: field themselves; or it only concerns other families). An allow-list: a field missing here, such as a
+#: new option, sends the model to the general path until someone checks the flat step and adds it.
+_HANDLED: dict[str, tuple | None] = {
+    "norm_first": (True,), "pos": ("learned", "sinusoidal", "rope", "none"),
+    "qk_norm": (False,), "v_norm": (False,), "attn_out_norm": (False,),
+    **dict.fromkeys(("vocab_size", "d_model", "n_heads", "n_kv_heads", "n_layers", "n_enc_layers", "n_dec_layers", "d_ff",
+                     "dropout", "norm", "ffn", "max_len", "rope_cross", "tie_embeddings", "bias", "norm_eps", "final_norm",
+                     "scale_embeddings", "pad_id", "rope_base", "gelu_approx", "embed_norm", "embed_norm_eps",
+                     "type_vocab_size", "pos_offset", "mlm_head", "head_bias", "output_scale", "attn_scale", "rel_buckets",
+                     "rel_max_distance", "rope_scaling"), _ANY),
+}
+
+
+def _config_handled(cfg) -> bool:
+    return all(name in _HANDLED and (_HANDLED[name] is _ANY or value in _HANDLED[name]) for name, value in vars(cfg).items())
 
 
 class FlatDecoder:
@@ -49,16 +70,16 @@ class FlatDecoder:
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
-        """Whether the flat step computes exactly what ``model``'s forward pass would."""
-        if type(model) is not DecoderOnly or model.training or _hooked(model):
-            return False
-        if not model.cfg.norm_first or model.rel_bias is not None:
+        """Whether the flat step computes exactly what ``model``'s forward pass would: a plain
+        :class:`DecoderOnly` (not a subclass) in eval mode, every config option in :data:`_HANDLED`,
+        no hooks on the modules it skips, and no attention being recorded."""
+        if type(model) is not DecoderOnly or model.training or _hooked(model) or not _config_handled(model.cfg):
             return False
         for block in model.blocks:
             attn = block.self_attn
             if type(block) is not DecoderBlock or type(attn) is not MultiHeadAttention or _hooked(block) or _hooked(attn):
                 return False
-            if attn.q_norm is not None or attn.v_norm_eps is not None or attn.out_norm is not None or attn.record:
+            if attn.record or attn.max_logit_log is not None:
                 return False
         return True
 
@@ -69,9 +90,9 @@ class FlatDecoder:
         self.embed, self.rope, self.norm, self.head = model.embed, model.rope, model.norm, model.head
         self.layers = [(b.norm1, b.self_attn.in_proj, b.self_attn.out_proj, b.norm2, b.ffn, b.self_attn) for b in model.blocks]
 
-    def step(self, token: Tensor, cache: list[dict[str, KVCache]]) -> Tensor:
+    def step(self, token: Tensor, cache: DecoderCache) -> Tensor:
         """``token (B, 1)`` at position ``len(cache)`` -> next-token logits ``(B, V)``."""
-        past = len(cache[0]["self"])
+        past = len(cache)
         x = self.embed(token, start=past)  # (B, 1, d)
         positions = None if self.rope is None else torch.arange(past, past + 1, device=token.device)
         for (norm1, in_proj, out_proj, norm2, ffn, attn), layer_cache in zip(self.layers, cache):

@@ -1,12 +1,13 @@
 """Decoding: greedy, sampling (temperature / top-k / top-p) and beam search, with a KV cache.
 
-A *stepper* hides the difference between the two decoders:
+A :class:`DecodingSession` hides the difference between the two decoders:
 
 * decoder-only: the prompt is the beginning of the sequence; ``start`` runs it (prefill), then
   each ``step`` feeds one new token.
 * encoder-decoder: ``start`` encodes the source once and feeds BOS to the decoder; the
   cross-attention K/V of the encoder output are computed once and cached.
 
+:func:`generate`, :func:`beam_search`, :mod:`course_lib.latency` and the lessons all decode through it.
 With ``use_cache=False`` each step recomputes the whole sequence, the slow reference that
 cached decoding must match token for token. With the cache, a plain pre-norm decoder-only model
 takes the fast path of :mod:`course_lib.fast_decode` for its steps (same logits, less Python per
@@ -20,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .blocks import reorder_cache
+from .blocks import DecoderCache
+from .families import of
 from .fast_decode import FlatDecoder
-from .models import DecoderOnly, EncoderDecoder
+from .tokenizer import BOS_ID
 
 
 def _decoding(fn):
@@ -40,29 +42,48 @@ def _decoding(fn):
     return wrapper
 
 
-class _Stepper:
-    def __init__(self, model, inputs: Tensor, *, use_cache: bool, bos_id: int, prefix_lm: bool, fast_path: bool = True) -> None:
-        if not isinstance(model, (DecoderOnly, EncoderDecoder)):
+class DecodingSession:
+    """One batch decoded a token at a time, the same way for both decoders.
+
+    * decoder-only: :meth:`start` reads the prompt ``inputs (B, P)`` at once (prefill; with
+      ``prefix_lm`` the prompt attends in both directions); each :meth:`step` feeds one new token.
+    * encoder-decoder: :meth:`start` encodes the source ``inputs (B, S)`` once and feeds BOS to the
+      decoder (which computes the cross-attention K/V of the encoder output then, and caches them);
+      each :meth:`step` feeds one new token.
+
+    ``cache`` is the model's :class:`~course_lib.blocks.DecoderCache`, ``len(cache)`` the positions
+    read so far (``n_prompt`` of them the prompt's: P for a decoder-only model, 0 for an
+    encoder-decoder, whose source sits in cross-attention). ``use_cache=False`` keeps no cache: every
+    step re-reads the whole sequence, the slow reference that cached decoding must match token for
+    token. With the cache, a plain pre-norm decoder-only model steps through
+    :class:`~course_lib.fast_decode.FlatDecoder` (the same logits, less Python per token);
+    ``fast_path=False`` keeps every step on the general forward pass.
+    """
+
+    def __init__(self, model, inputs: Tensor, *, use_cache: bool = True, bos_id: int = BOS_ID, prefix_lm: bool = False,
+                 fast_path: bool = True) -> None:
+        family = of(model)
+        if not family.generates:
             raise TypeError(f"generation needs a DecoderOnly or EncoderDecoder model; got {type(model).__name__}.")
         self.model, self.use_cache, self.prefix_lm = model, use_cache, prefix_lm
-        self.cache = model.new_cache() if use_cache else None
+        self.cache: DecoderCache | None = model.new_cache() if use_cache else None
         # one new token at a time: the flat step does the same arithmetic with its lookups done once
         self.flat = FlatDecoder(model) if use_cache and fast_path and FlatDecoder.supports(model) else None
-        if isinstance(model, EncoderDecoder):
+        self.encoder_decoder = family.cross_attention
+        if self.encoder_decoder:
             self.memory, self.src_mask = model.encode_for_decoding(inputs)
             self.seq = torch.full((inputs.shape[0], 1), bos_id, dtype=torch.long, device=inputs.device)
-        elif isinstance(model, DecoderOnly):
+            self.n_prompt = 0
+        else:
             self.seq = inputs
-            self.prompt_len = inputs.shape[1]
+            self.n_prompt = inputs.shape[1]
 
     def _logits(self, new: Tensor) -> Tensor:
-        m = self.model
-        if isinstance(m, EncoderDecoder):
-            tokens = new if self.use_cache else self.seq
-            return m.decode(tokens, self.memory, self.src_mask, cache=self.cache)[:, -1]
-        prefix = self.prompt_len if self.prefix_lm else None
         tokens = new if self.use_cache else self.seq
-        return m(tokens, prefix_len=prefix, cache=self.cache)[:, -1]
+        if self.encoder_decoder:
+            return self.model.decode(tokens, self.memory, self.src_mask, cache=self.cache)[:, -1]
+        prefix = self.n_prompt if self.prefix_lm else None
+        return self.model(tokens, prefix_len=prefix, cache=self.cache)[:, -1]
 
     def start(self) -> Tensor:
         """Logits ``(B, V)`` for the first new token (prefill / encoder pass + BOS step)."""
@@ -77,14 +98,17 @@ class _Stepper:
             self.seq = torch.cat([self.seq, new], dim=1)
         return self._logits(new)
 
-    def reorder(self, index: Tensor) -> None:
-        """Keep hypotheses ``index`` (beam search, after picking the best extensions). Beam search
-        only moves an input's beams among themselves, and those share one source: the encoder memory,
-        its mask and the cross-attention K/V are the same in every row it can pick, so they are not
-        copied; the tokens so far and the self-attention cache are."""
+    def reorder(self, index: Tensor, *, shared_source: bool = True) -> None:
+        """Keep rows ``index`` (beam search, after picking the best extensions). Beam search only moves
+        an input's beams among themselves, and those share one source: the encoder memory, its mask and
+        the cross-attention K/V are the same in every row it can pick, so by default they are not copied;
+        ``shared_source=False`` (rows of different inputs) reorders them too."""
         self.seq = self.seq.index_select(0, index)
+        if self.encoder_decoder and not shared_source:
+            self.memory = self.memory.index_select(0, index)
+            self.src_mask = None if self.src_mask is None else self.src_mask.index_select(0, index)
         if self.cache is not None:
-            reorder_cache(self.cache, index, cross=False)
+            self.cache.reorder(index, cross=not shared_source)
 
 
 def sample_next(
@@ -145,8 +169,8 @@ def generate(
     was_training = model.training
     if was_training:  # (eval() walks every submodule: skip it when there is nothing to switch)
         model.eval()
-    stepper = _Stepper(model, inputs, use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm, fast_path=fast_path)
-    logits = stepper.start()
+    session = DecodingSession(model, inputs, use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm, fast_path=fast_path)
+    logits = session.start()
     done = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
     out = []
     for i in range(max_new_tokens):
@@ -158,7 +182,7 @@ def generate(
         if eos_id is not None and bool(done.all()):
             break
         if i + 1 < max_new_tokens:
-            logits = stepper.step(token)
+            logits = session.step(token)
     if was_training:
         model.train()
     return torch.stack(out, dim=1)
@@ -206,9 +230,9 @@ def beam_search(
     model.eval()
     B, K = inputs.shape[0], beam_size
     device = inputs.device
-    stepper = _Stepper(model, inputs.repeat_interleave(K, dim=0), use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm,
-                       fast_path=fast_path)
-    logp = F.log_softmax(stepper.start().float(), dim=-1)  # (B*K, V)
+    session = DecodingSession(model, inputs.repeat_interleave(K, dim=0), use_cache=use_cache, bos_id=bos_id, prefix_lm=prefix_lm,
+                              fast_path=fast_path)
+    logp = F.log_softmax(session.start().float(), dim=-1)  # (B*K, V)
     scores = torch.zeros(B, K, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     seqs = torch.empty(B * K, 0, dtype=torch.long, device=device)
@@ -228,8 +252,8 @@ def beam_search(
         done = done | (token == eos_id)
         if bool(done.all()) or i + 1 == max_new_tokens:
             break
-        stepper.reorder(rows)
-        logp = F.log_softmax(stepper.step(token).float(), dim=-1)
+        session.reorder(rows)
+        logp = F.log_softmax(session.step(token).float(), dim=-1)
     norm = scores.view(-1) / lengths.clamp(min=1.0) ** length_penalty
     best = norm.view(B, K).argmax(dim=-1)
     model.train(was_training)

@@ -10,6 +10,9 @@ A simple model of one forward call that the lesson tests against the measurement
 
 ``overhead`` is what a call costs when there is almost no arithmetic (Python, dispatch, and on a
 GPU kernel launches): measured by timing the same architecture at a tiny width.
+
+Decoding goes through :class:`course_lib.generation.DecodingSession` on its general path
+(``fast_path=False``), so both decoders run the same code: the model's forward pass per token.
 """
 from __future__ import annotations
 
@@ -19,13 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import costs
 from .bench import time_fn
 from .config import ModelConfig
-from .costs import count_flops, stack_params
-from .models import DecoderOnly, EncoderDecoder, EncoderOnly
-
-FAMILIES = ("encoder-only", "decoder-only", "encoder-decoder")
-_CLASSES = {"encoder-only": EncoderOnly, "decoder-only": DecoderOnly, "encoder-decoder": EncoderDecoder}
+from .costs import count_flops
+from .families import ARCHITECTURES, Family, build, of
+from .generation import DecodingSession
 
 
 def _sync(device: torch.device) -> None:
@@ -33,10 +35,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def build(cfg: ModelConfig, family: str, device: torch.device | str = "cpu", seed: int = 0) -> torch.nn.Module:
+def _untrained(family: str, cfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0) -> torch.nn.Module:
     """An untrained model of ``family`` in eval mode (timings do not depend on the weights' values)."""
     torch.manual_seed(seed)
-    return _CLASSES[family](cfg).to(device).eval()
+    return build(family, cfg).to(device).eval()
+
+
+def _session(model, inputs: Tensor, use_cache: bool = True) -> DecodingSession:
+    """A decoding session on the general path (see the module docstring)."""
+    return DecodingSession(model, inputs, use_cache=use_cache, fast_path=False)
 
 
 # --------------------------------------------------------------------------- the machine
@@ -75,33 +82,24 @@ def time_generation(model, inputs: Tensor, n_new: int, *, use_cache: bool = True
       feeds the whole sequence again every step).
     * :class:`EncoderDecoder`: encoder pass + the BOS step, then one decoder step per token.
     """
-    device = inputs.device
+    device, generates = inputs.device, of(model).generates
+    if n_new and not generates:
+        raise ValueError("an encoder-only model does not generate: n_new must be 0.")
     ttfts, totals = [], []
     for _ in range(repeat + 1):  # the first run warms up
         _sync(device)
         t0 = time.perf_counter()
-        if isinstance(model, EncoderOnly):
-            if n_new:
-                raise ValueError("an encoder-only model does not generate: n_new must be 0.")
+        if not generates:
             model(inputs)
             _sync(device)
             t1 = t2 = time.perf_counter()
         else:
-            cache = model.new_cache() if use_cache else None
-            if isinstance(model, EncoderDecoder):
-                memory, src_mask = model.encode_for_decoding(inputs)
-                seq = torch.ones(inputs.shape[0], 1, dtype=torch.long, device=device)  # BOS = 1
-                run = lambda s, new: model.decode(new if use_cache else s, memory, src_mask, cache=cache)[:, -1]
-            else:
-                seq = inputs
-                run = lambda s, new: model(new if use_cache else s, cache=cache)[:, -1]
-            token = run(seq, seq).argmax(-1, keepdim=True)
+            session = _session(model, inputs, use_cache)
+            token = session.start().argmax(-1)
             _sync(device)
             t1 = time.perf_counter()
             for _ in range(n_new - 1):
-                if not use_cache:
-                    seq = torch.cat([seq, token], dim=1)
-                token = run(seq, token).argmax(-1, keepdim=True)
+                token = session.step(token).argmax(-1)
             _sync(device)
             t2 = time.perf_counter()
         ttfts.append(t1 - t0)
@@ -117,10 +115,8 @@ def matched_pair(d_model: int = 64, n_heads: int = 4, dec_layers: int = 9, vocab
     """A decoder-only model and an encoder-decoder with (almost) the same non-embedding parameters:
     the modern recipe (RMSNorm, SwiGLU with d_ff = 4d, RoPE, no biases), where matching needs about
     0.44 × the depth in each stack (9 decoder-only layers ≈ 4 + 4)."""
-    from .costs import matched_depth
-
     base = dict(vocab_size=vocab, d_model=d_model, n_heads=n_heads, ffn="swiglu", norm="rms", bias=False, pos="rope", max_len=max_len)
-    ed_layers = round(matched_depth(dec_layers, d_model))
+    ed_layers = round(costs.matched_depth(dec_layers, d_model))
     return {"decoder-only": ModelConfig(n_layers=dec_layers, **base), "encoder-decoder": ModelConfig(n_layers=ed_layers, **base)}
 
 
@@ -137,50 +133,40 @@ def count_step_ops(model, inputs: Tensor) -> int:
                 _Count.n += 1
             return func(*args, **(kwargs or {}))
 
-    cache = model.new_cache()
-    with torch.no_grad():
-        if isinstance(model, EncoderDecoder):
-            memory, mask = model.encode_for_decoding(inputs)
-            bos = torch.ones(inputs.shape[0], 1, dtype=torch.long, device=inputs.device)
-            model.decode(bos, memory, mask, cache=cache)
-            with _Count():
-                model.decode(bos, memory, mask, cache=cache)
-        else:
-            model(inputs, cache=cache)
-            with _Count():
-                model(inputs[:, -1:], cache=cache)
+    session, token = _started(model, inputs)
+    with torch.no_grad(), _Count():
+        session.step(token)
     return _Count.n
 
 
 # --------------------------------------------------------------------------- experiments (lesson 06)
 
 
-def _first_input(family: str, batch: int, n: int, vocab: int, device) -> Tensor:
+def _random_ids(batch: int, n: int, vocab: int, device) -> Tensor:
     return torch.randint(3, vocab, (batch, n), device=device)
+
+
+@torch.no_grad()
+def _started(model, inputs: Tensor) -> tuple[DecodingSession, Tensor]:
+    """A session that has read ``inputs`` (decoder-only: the prompt; encoder-decoder: the source, then
+    BOS), and a token ``(B,)`` to feed it (the last input token; any valid id costs the same)."""
+    session = _session(model, inputs)
+    session.start()
+    return session, inputs[:, -1]
 
 
 def time_step(model, inputs: Tensor, repeat: int = 15) -> float:
     """Median seconds of **one** cached decoding step after reading ``inputs`` (decoder-only: the
     prompt; encoder-decoder: the source, then BOS). Each timed step is forgotten again, so every
     run sees the same cache length."""
-    cache = model.new_cache()
+    session, token = _started(model, inputs)
+    n = len(session.cache)
+
+    def step():
+        session.step(token)
+        session.cache.truncate(n)  # forget the step: the cache keeps its length
+
     with torch.no_grad():
-        if isinstance(model, EncoderDecoder):
-            memory, mask = model.encode_for_decoding(inputs)
-            tok = torch.ones(inputs.shape[0], 1, dtype=torch.long, device=inputs.device)
-            model.decode(tok, memory, mask, cache=cache)
-            run = lambda: model.decode(tok, memory, mask, cache=cache)
-        else:
-            model(inputs, cache=cache)
-            tok = inputs[:, -1:]
-            run = lambda: model(tok, cache=cache)
-
-        def step():
-            run()
-            for layer in cache:  # forget the step: the cache keeps its length
-                c = layer["self"]
-                c.k, c.v = c.k[..., :-1, :], c.v[..., :-1, :]
-
         return time_fn(step, warmup=3, repeat=repeat)["median_s"]
 
 
@@ -189,9 +175,9 @@ def step_overhead(cfg: ModelConfig, family: str, device="cpu", repeat: int = 15)
     width (d = 8, vocab 16, 8 cached positions): almost no arithmetic, so this is the fixed cost
     of running its operations, the "empty-ish step"."""
     tiny = ModelConfig(**{**cfg.to_dict(), "d_model": 8, "n_heads": 2, "n_kv_heads": None, "d_ff": 32, "vocab_size": 16})
-    model = build(tiny, family, device)
-    x = _first_input(family, 1, 8, 16, device)
-    if family == "encoder-only":
+    model = _untrained(family, tiny, device)
+    x = _random_ids(1, 8, 16, device)
+    if not Family(family).generates:
         with torch.no_grad():
             return time_fn(lambda: model(x), warmup=3, repeat=repeat)["median_s"]
     return time_step(model, x, repeat)
@@ -211,54 +197,45 @@ def machine(device="cpu", quick: bool = False) -> dict[str, float]:
 def parallel_vs_sequential(cfg: ModelConfig, n_tokens: int, hw: dict, device="cpu", repeat: int = 3) -> dict[str, Any]:
     """Claim 2: one teacher-forced forward over T target tokens vs generating T tokens, per family.
     Counted FLOPs of both, measured times, and the predicted time ratio from :func:`predict_time`."""
-    from .costs import generation_flops
-
     T, V = n_tokens, cfg.vocab_size
     out: dict[str, Any] = {}
-    for family in FAMILIES:
-        model = build(cfg, family, device)
-        x = _first_input(family, 1, T, V, device)
+    for family in ARCHITECTURES:
+        model = _untrained(family, cfg, device)
+        x = _random_ids(1, T, V, device)
         o = step_overhead(cfg, family, device)
         with torch.no_grad():
-            fwd = (lambda: model(x, x)) if family == "encoder-decoder" else (lambda: model(x))
+            fwd = (lambda: model(x, x)) if family.cross_attention else (lambda: model(x))
             t_train = time_fn(fwd, warmup=1, repeat=repeat)["median_s"]
         f_train = count_flops(torch.no_grad()(fwd))
         row = {"train_forward_s": t_train, "train_forward_flops": f_train, "overhead_s": o}
-        if family != "encoder-only":
-            prompt = x if family == "encoder-decoder" else x[:, :1]  # dec-only: generate T after a 1-token prompt
+        if family.generates:
+            prompt = x if family.cross_attention else x[:, :1]  # dec-only: generate T after a 1-token prompt
             g = time_generation(model, prompt, T, repeat=repeat)
-            f_gen = generation_flops(cfg, family, prompt.shape[1], T, params=None)["total"]
+            f_gen = costs.generation_flops(cfg, family, prompt.shape[1], T)["total"]
             pred = (predict_time(f_gen, T * o, hw["peak_flops"])) / predict_time(f_train, o, hw["peak_flops"])
             row |= {"generate_s": g["total_s"], "generate_flops_predicted": f_gen,
                     "time_ratio": {"predicted": pred, "measured": g["total_s"] / t_train}}
-        out[family] = row
+        out[family.value] = row
     return out
 
 
 def ttft_sweep(cfg: ModelConfig, prompts: list[int], n_new: int, hw: dict, device="cpu", repeat: int = 3) -> list[dict[str, Any]]:
     """Time to first token and time per token vs prompt length P (G = ``n_new``) for the three
     families (decoder-only with and without the cache), with predictions from :func:`predict_time`."""
-    from .costs import decode_step_flops, encdec_decode_step_flops, generation_flops, prefill_flops
-
     rows = []
-    overhead = {f: step_overhead(cfg, f, device) for f in FAMILIES}
-    models = {f: build(cfg, f, device) for f in FAMILIES}
-    n = stack_params(cfg, "encoder-decoder")
-    n_dec = stack_params(cfg, "decoder-only")["decoder"]
-    d, V, peak = cfg.d_model, cfg.vocab_size, hw["peak_flops"]
+    overhead = {f: step_overhead(cfg, f, device) for f in ARCHITECTURES}
+    models = {f: _untrained(f, cfg, device) for f in ARCHITECTURES}
+    peak = hw["peak_flops"]
+    enc, dec, encdec = ARCHITECTURES
     for P in prompts:
-        x = _first_input("x", 1, P, V, device)
-        for name, family, cache in (("encoder-only", "encoder-only", True), ("decoder-only", "decoder-only", True),
-                                    ("decoder-only, no cache", "decoder-only", False), ("encoder-decoder", "encoder-decoder", True)):
-            G = 0 if family == "encoder-only" else n_new
+        x = _random_ids(1, P, cfg.vocab_size, device)
+        for name, family, cache in (("encoder-only", enc, True), ("decoder-only", dec, True),
+                                    ("decoder-only, no cache", dec, False), ("encoder-decoder", encdec, True)):
+            G = n_new if family.generates else 0
             t = time_generation(models[family], x, G, use_cache=cache, repeat=repeat)
-            first = generation_flops(cfg, family, P, G)["first_token"]
-            if family == "encoder-decoder":
-                step = encdec_decode_step_flops(n["decoder"], cfg.n_dec_layers, G // 2, P, d, V)
-            elif cache:
-                step = decode_step_flops(n_dec, cfg.n_layers, P + G // 2, d, V)
-            else:  # the whole sequence again, at its average length
-                step = prefill_flops(n_dec, cfg.n_layers, d, P + G // 2, V, attention="full")
+            first = costs.generation_flops(cfg, family, P, G)["first_token"]
+            # a step at the middle of the generation; without the cache it re-reads the whole sequence
+            step = costs.step_flops(cfg, family, P, G // 2, use_cache=cache) if G else 0.0
             rows.append({"family": name, "P": P, "G": G, **t,
                          "ttft_predicted_s": predict_time(first, overhead[family], peak),
                          "per_token_predicted_s": predict_time(step, overhead[family], peak) if G else 0.0,
@@ -266,19 +243,15 @@ def ttft_sweep(cfg: ModelConfig, prompts: list[int], n_new: int, hw: dict, devic
     return rows
 
 
-def _fill_cache(model, family: str, x: Tensor, n_steps: int):
-    """A cache as generation leaves it: the prompt (or the encoder output) and ``n_steps`` fed tokens."""
-    cache = model.new_cache()
-    with torch.no_grad():
-        if family == "decoder-only":
-            model(x, cache=cache)
-            for _ in range(n_steps):
-                model(x[:, :1], cache=cache)
-        else:
-            memory, mask = model.encode_for_decoding(x)
-            for _ in range(n_steps):
-                model.decode(x[:, :1], memory, mask, cache=cache)
-    return cache
+@torch.no_grad()
+def _fill_cache(model, x: Tensor, n_fed: int):
+    """A cache as decoding leaves it after reading the prompt ``x`` (decoder-only: into the cache;
+    encoder-decoder: into cross-attention) and then ``n_fed`` decoder tokens (the encoder-decoder's
+    first is BOS)."""
+    session, token = _started(model, x)
+    while len(session.cache) < session.n_prompt + n_fed:
+        session.step(token)
+    return session.cache
 
 
 def scenario(pair: dict[str, ModelConfig], P: int, G: int, hw: dict, device="cpu", repeat: int = 3, count: bool = True) -> dict[str, Any]:
@@ -286,29 +259,26 @@ def scenario(pair: dict[str, ModelConfig], P: int, G: int, hw: dict, device="cpu
     generated. For both models: parameters, FLOPs (predicted; counted by the FLOP counter when
     ``count``), KV bytes (predicted; measured from the cache tensors), TTFT, time per token, total
     time and the operations per decoding step. Ratios are encoder-decoder / decoder-only."""
-    from .costs import cache_bytes, generation_flops, kv_cache_bytes_for
-
     res: dict[str, Any] = {"P": P, "G": G, "models": {}}
     x = torch.randint(3, pair["decoder-only"].vocab_size, (1, P), device=device)
-    models = {family: build(cfg, family, device) for family, cfg in pair.items()}
+    models = {family: _untrained(family, cfg, device) for family, cfg in pair.items()}
     runs: dict[str, list[dict[str, float]]] = {f: [] for f in models}
     for _ in range(repeat):  # interleave the two models' runs: background load then hits both alike
         for family, model in models.items():
             runs[family].append(time_generation(model, x, G, repeat=1))
     for family, cfg in pair.items():
         model = models[family]
-        n = stack_params(cfg, family)
-        # generating G tokens feeds G - 1 of them back (decoder-only) or BOS + G - 1 (encoder-decoder)
-        fed = G - 1 if family == "decoder-only" else G
-        row: dict[str, Any] = {"layers": cfg.n_layers, "params_non_embedding": n["total"],
-                               "flops_predicted": generation_flops(cfg, family, P, G, attention="full")["total"],
-                               "flops_needed_causal": generation_flops(cfg, family, P, G)["total"],
-                               "kv_bytes_predicted": kv_cache_bytes_for(cfg, family, P, fed)["total"]}
+        # generating G tokens feeds G - 1 of them back, after BOS in an encoder-decoder's decoder
+        fed = G if Family(family).cross_attention else G - 1
+        row: dict[str, Any] = {"layers": cfg.n_layers, "params_non_embedding": costs.stack_params(cfg, family)["total"],
+                               "flops_predicted": costs.generation_flops(cfg, family, P, G, attention="full")["total"],
+                               "flops_needed_causal": costs.generation_flops(cfg, family, P, G)["total"],
+                               "kv_bytes_predicted": costs.kv_cache_bytes_for(cfg, family, P, fed)["total"]}
         if count:
             from .generation import generate
 
             row["flops_counted"] = count_flops(generate, model, x, G, eos_id=None)
-        row["kv_bytes_measured"] = cache_bytes(_fill_cache(model, family, x, fed))["total"]
+        row["kv_bytes_measured"] = costs.cache_bytes(_fill_cache(model, x, fed))["total"]
         row["ops_per_step"] = count_step_ops(model, x[:, :8])
         row |= {k: sorted(r[k] for r in runs[family])[len(runs[family]) // 2] for k in ("ttft_s", "per_token_s", "total_s")}
         res["models"][family] = row
@@ -334,7 +304,7 @@ def roofline_points(cfg: ModelConfig, batches: list[int], n_prompt: int, hw: dic
     """Prefill (``n_prompt`` tokens) and one decoding step (after the prompt) of a decoder-only model
     at several batch sizes: counted FLOPs, bytes moved (weights once + the KV cache read + logits),
     arithmetic intensity, measured time, achieved FLOP/s and the time :func:`predict_time` predicts."""
-    model = build(cfg, "decoder-only", device)
+    model = _untrained("decoder-only", cfg, device)
     n_w = sum(p.numel() for p in model.parameters())  # tied output layer counted once
     o = step_overhead(cfg, "decoder-only", device)
     rows = []
@@ -346,7 +316,7 @@ def roofline_points(cfg: ModelConfig, batches: list[int], n_prompt: int, hw: dic
             f_pre = count_flops(pre)
             cache = model.new_cache()
             model(x, cache=cache)
-            kv = sum(layer["self"].nbytes() for layer in cache)
+            kv = costs.cache_bytes(cache)["self"]
             t_step = time_step(model, x, repeat)
             f_step = count_flops(model, x[:, -1:], cache=cache)
         logits = 4 * B * cfg.vocab_size  # bytes of the logits written per position
@@ -360,15 +330,13 @@ def roofline_points(cfg: ModelConfig, batches: list[int], n_prompt: int, hw: dic
 def memory_sweep(cfg: ModelConfig, lengths: list[tuple[int, int]], device="cpu") -> list[dict[str, Any]]:
     """KV-cache bytes after a prompt of P tokens and G fed decoder tokens, both decoders: the
     formula and the bytes of the actual cache tensors."""
-    from .costs import cache_bytes, kv_cache_bytes_for
-
     rows = []
     for family in ("decoder-only", "encoder-decoder"):
-        model = build(cfg, family, device)
+        model = _untrained(family, cfg, device)
         for P, G in lengths:
             x = torch.randint(3, cfg.vocab_size, (1, P), device=device)
-            rows.append({"family": family, "P": P, "G": G, "predicted": kv_cache_bytes_for(cfg, family, P, G),
-                         "measured": cache_bytes(_fill_cache(model, family, x, G))})
+            rows.append({"family": family, "P": P, "G": G, "predicted": costs.kv_cache_bytes_for(cfg, family, P, G),
+                         "measured": costs.cache_bytes(_fill_cache(model, x, G))})
     return rows
 
 
@@ -381,13 +349,11 @@ __all__ = [
     "machine",
     "predict_time",
     "step_overhead",
-    "FAMILIES",
-    "build",
+    "time_step",
     "measure_peak_flops",
     "measure_bandwidth",
     "time_generation",
     "matched_pair",
     "count_step_ops",
     "count_flops",
-    "stack_params",
 ]

@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import NORM_EPS
+
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm: no mean subtraction, no bias. ``(..., d) -> (..., d)``."""
 
-    def __init__(self, d: int, eps: float = 1e-6) -> None:
+    def __init__(self, d: int, eps: float = NORM_EPS) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(d))

@@ -13,8 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .attention import KVCache
-from .blocks import CrossDecoderBlock, DecoderBlock, EncoderBlock, new_cache
+from .blocks import CrossDecoderBlock, DecoderBlock, DecoderCache, EncoderBlock
 from .config import ModelConfig
 from .layers import RelativePositionBias, RotaryEmbedding, make_norm, sinusoidal_table
 from .masks import causal_mask, padding_mask
@@ -80,7 +79,7 @@ class Embeddings(nn.Module):
 
 
 def _rope(cfg: ModelConfig) -> RotaryEmbedding | None:
-    return RotaryEmbedding(cfg.d_head, max(cfg.max_len, 4096), cfg.rope_base, cfg.rope_scaling) if cfg.pos == "rope" else None
+    return RotaryEmbedding(cfg.d_head, cfg.max_len, cfg.rope_base, cfg.rope_scaling) if cfg.pos == "rope" else None
 
 
 def _rel_bias(cfg: ModelConfig, bidirectional: bool) -> RelativePositionBias | None:
@@ -206,8 +205,8 @@ class DecoderOnly(_Model):
         self.head = _LMHead(cfg, self.embed.tok)
         self._init_weights()
 
-    def new_cache(self) -> list[dict[str, KVCache]]:
-        return new_cache(len(self.blocks))
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache(len(self.blocks))
 
     def self_attention_mask(self, t: int, past: int, prefix_len: int | Tensor | None, device) -> Tensor:
         """Queries at positions past..past+t-1 over keys 0..past+t-1: causal, plus the whole prefix."""
@@ -220,10 +219,10 @@ class DecoderOnly(_Model):
         in_prefix = keys[None, :] < torch.as_tensor(prefix_len, device=device)[:, None]  # (B, past+t)
         return (mask[None] | in_prefix[:, None, :])[:, None]  # (B, 1, t, past+t)
 
-    def forward(self, tokens: Tensor, *, prefix_len: int | Tensor | None = None, cache: list[dict[str, KVCache]] | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, *, prefix_len: int | Tensor | None = None, cache: DecoderCache | None = None) -> Tensor:
         """``tokens (B, T)`` -> logits ``(B, T, V)``. With a ``cache``, ``tokens`` are the new
         positions only and earlier keys/values are read from (and appended to) the cache."""
-        past = 0 if cache is None else len(cache[0]["self"])
+        past = 0 if cache is None else len(cache)
         # mask=None: the blocks' attention is causal (PyTorch's causal kernel where exact). A prefix-LM
         # needs its own mask, except for one new token (a decoding step), which may see every key anyway.
         prefix = prefix_len is not None and tokens.shape[1] > 1
@@ -253,8 +252,8 @@ class EncoderDecoder(_Model):
         self.head = _LMHead(cfg, tok)
         self._init_weights()
 
-    def new_cache(self) -> list[dict[str, KVCache]]:
-        return new_cache(len(self.decoder))
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache(len(self.decoder))
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """``src (B, S)`` -> (memory ``(B, S, d)``, source padding mask ``(B, 1, 1, S)``)."""
@@ -273,9 +272,9 @@ class EncoderDecoder(_Model):
         memory, src_mask = self.encode(src)
         return memory, (None if bool(src_mask.all()) else src_mask)
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, cache: list[dict[str, KVCache]] | None = None) -> Tensor:
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, cache: DecoderCache | None = None) -> Tensor:
         """Decoder input ``tgt_in (B, T)`` (BOS + target shifted right) -> logits ``(B, T, V)``."""
-        past = 0 if cache is None else len(cache[0]["self"])
+        past = 0 if cache is None else len(cache)
         x = self.tgt_embed(tgt_in, start=past)
         positions = None if self.rope is None else torch.arange(past, past + tgt_in.shape[1], device=tgt_in.device)
         context_positions = None

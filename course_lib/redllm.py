@@ -17,16 +17,12 @@ compares it with a decoder-only model ("DecLLM") trained with causal LM, both wi
 """
 from __future__ import annotations
 
-import math
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import attention as _attention
 from . import costs
+from .attention import recording_max_logit as tracking_max_logit  # lesson 07's name; attention's own recording switch
 from .config import ModelConfig
 from .families import build, of, stack_parameters
 from .layers import GATED_FFNS
@@ -180,26 +176,3 @@ def topk_stability(weights: Tensor, k: int = 3) -> float:
     top = weights.topk(k, dim=-1).indices.tolist()
     scores = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(top, top[1:])]
     return sum(scores) / len(scores) if scores else float("nan")
-
-
-@contextmanager
-def tracking_max_logit(record: list | None = None) -> Iterator[list]:
-    """Inside the ``with`` block every attention call appends its largest ``|q·k| · scale`` (the
-    pre-softmax logit, with QK-norm already applied) to the yielded list. Wortsman et al. 2023,
-    "Small-scale proxies for large-scale Transformer training instabilities" (arXiv 2309.14322),
-    track this quantity: without QK-norm it can grow until the softmax saturates."""
-    log = [] if record is None else record
-    original = _attention.scaled_dot_product_attention
-
-    def wrapped(q, k, v, mask=None, **kw):
-        scale = kw.get("scale")
-        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        with torch.no_grad():
-            log.append(float((q.detach() @ k.detach().transpose(-2, -1)).abs().max()) * scale)
-        return original(q, k, v, mask, **kw)
-
-    _attention.scaled_dot_product_attention = wrapped
-    try:
-        yield log
-    finally:
-        _attention.scaled_dot_product_attention = original

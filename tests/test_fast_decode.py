@@ -156,3 +156,25 @@ def test_recording_attention_during_generation_keeps_the_last_steps_weights():
     assert set(maps) == {"blocks.0.self_attn", "blocks.1.self_attn"}
     assert maps["blocks.0.self_attn"].shape == (1, 4, 1, 9)  # the last step: one query over 4 + 5 keys
     assert FlatDecoder.supports(model)
+
+
+def test_an_option_the_flat_step_does_not_know_takes_the_general_path():
+    """The supported options are an allow-list: a config field it has not been checked against (here
+    a made-up new option) sends the model to the general path instead of being silently ignored."""
+    model = _model()
+    assert FlatDecoder.supports(model)
+    model.cfg.alibi_slopes = True  # a hypothetical new ModelConfig option
+    assert not FlatDecoder.supports(model)
+    del model.cfg.alibi_slopes
+    assert FlatDecoder.supports(model)
+
+
+def test_max_logit_recording_takes_the_general_path():
+    from course_lib.attention import recording_max_logit
+
+    model = _model()
+    with recording_max_logit() as log:
+        assert not FlatDecoder.supports(model)
+        generate(model, torch.full((1, 4), 5), 3, eos_id=None)
+    assert len(log) == 3 * BASE["n_layers"]  # the prefill and two steps, every layer: none skipped by the flat step
+    assert FlatDecoder.supports(model)

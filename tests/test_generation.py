@@ -420,3 +420,61 @@ def test_all_rows_eos_stops_immediately(cls):
     assert beam[:, 0].tolist() == [EOS] * 3 and bool((beam[:, 1:] == PAD).all()) and beam.shape[1] <= 2
     assert beam_search(model, inputs, 7, beam_size=1).tolist() == [[EOS]] * 3
     assert generate(model, inputs, 4, eos_id=None).tolist() == [[EOS] * 4] * 3  # no EOS id: runs to the end
+
+
+# ================================================================= the decoding session and its cache
+from course_lib.generation import DecodingSession  # noqa: E402
+
+
+def _steps(model, inputs, tokens, fast_path=False):
+    """Logits of each step of a fresh session fed ``tokens`` one after another."""
+    s = DecodingSession(model, inputs, fast_path=fast_path)
+    s.start()
+    return [s.step(t) for t in tokens]
+
+
+@pytest.mark.parametrize("cls", [DecoderOnly, EncoderDecoder])
+def test_session_cache_length_and_truncate(cls):
+    """``len(cache)`` counts the decoder's positions (the prompt's, or BOS); truncating back to n and
+    feeding a token gives the logits of a session that never went past n (the next append writes at n)."""
+    torch.manual_seed(0)
+    model = cls(ModelConfig(vocab_size=17, d_model=16, n_heads=2, n_layers=2, max_len=64)).eval()
+    inputs = torch.randint(3, 17, (2, 5))
+    a, b = torch.tensor([7, 8]), torch.tensor([9, 3])
+    with torch.no_grad():
+        s = DecodingSession(model, inputs, fast_path=False)
+        s.start()
+        assert s.n_prompt == (0 if cls is EncoderDecoder else 5)
+        assert len(s.cache) == s.n_prompt + (cls is EncoderDecoder)  # BOS is the encoder-decoder's first
+        s.step(a)
+        n = len(s.cache)
+        for _ in range(20):  # past the first buffer doubling (16 slots)
+            s.step(a)
+        assert len(s.cache) == n + 20
+        s.cache.truncate(n)
+        assert all(len(layer["self"]) == n for layer in s.cache)
+        torch.testing.assert_close(s.step(b), _steps(model, inputs, [a, b])[1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="cannot keep 99 positions"):
+        s.cache.truncate(99)
+
+
+def test_session_reorder_of_different_inputs_moves_the_source_too():
+    """``shared_source=False``: rows of different inputs swap places, so the encoder memory and the
+    cross-attention keys/values must follow them (beam search's default leaves them alone)."""
+    torch.manual_seed(0)
+    model = EncoderDecoder(ModelConfig(vocab_size=17, d_model=16, n_heads=2, n_layers=2, max_len=64)).eval()
+    src = torch.randint(3, 17, (2, 5))
+    tok = torch.tensor([7, 8])
+    with torch.no_grad():
+        s = DecodingSession(model, src, fast_path=False)
+        s.start()
+        s.step(tok)
+        s.reorder(torch.tensor([1, 0]), shared_source=False)
+        swapped = s.step(tok.flip(0))
+        ref = _steps(model, src.flip(0), [tok.flip(0), tok.flip(0)])[1]
+    torch.testing.assert_close(swapped, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_session_refuses_an_encoder_only_model():
+    with pytest.raises(TypeError, match="DecoderOnly or EncoderDecoder"):
+        DecodingSession(EncoderOnly(ModelConfig(vocab_size=17, d_model=16, n_heads=2)), torch.ones(1, 3, dtype=torch.long))

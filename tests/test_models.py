@@ -545,3 +545,22 @@ def test_float_token_ids_rejected(tiny_cfg):
     model = DecoderOnly(tiny_cfg())
     with pytest.raises(ValueError, match="integer"):
         model(torch.zeros(1, 3))
+
+
+def test_rope_table_is_as_long_as_max_len(tiny_cfg):
+    """RoPE honours max_len like the position tables: exactly max_len positions, and a clear error past it."""
+    model = DecoderOnly(tiny_cfg(pos="rope", max_len=6))
+    assert model.rope.cos.shape[0] == 6
+    model(tok([1] * 6))
+    with pytest.raises(ValueError, match="raise max_len"):
+        model(tok([1] * 7))
+
+
+def test_one_norm_eps_default(tiny_cfg):
+    """The config, RMSNorm and attention's QK-/V-norm share one default epsilon."""
+    from course_lib.attention import MultiHeadAttention
+    from course_lib.config import NORM_EPS
+    from course_lib.layers import RMSNorm
+
+    mha = MultiHeadAttention(8, 2, qk_norm=True, v_norm=True)
+    assert tiny_cfg().norm_eps == RMSNorm(8).eps == mha.q_norm.eps == mha.k_norm.eps == mha.v_norm_eps == NORM_EPS

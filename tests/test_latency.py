@@ -1,0 +1,60 @@
+"""course_lib.latency (lesson 06): the measuring helpers keep the cache as they found it, fill it as
+generation does, and predict with course_lib.costs' formulas. Times themselves are benchmarks' business."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib import costs, latency
+from course_lib.config import ModelConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+HW = {"peak_flops": 1e9, "bandwidth": 1e9}
+
+
+def _cfg(**kw):
+    return ModelConfig(vocab_size=40, d_model=16, n_heads=4, n_layers=2, max_len=64, **kw)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(n_kv_heads=2, n_dec_layers=1)])
+def test_memory_sweep_cache_bytes_equal_the_formula(kw):
+    rows = latency.memory_sweep(_cfg(**kw), [(5, 3), (9, 1)])
+    assert len(rows) == 4 and all(r["predicted"] == r["measured"] for r in rows)
+    ed = [r for r in rows if r["family"] == "encoder-decoder"]
+    assert all(r["measured"]["cross"] > 0 and r["measured"]["self"] < r["measured"]["cross"] for r in ed)
+
+
+@pytest.mark.parametrize("family", ["decoder-only", "encoder-decoder"])
+def test_time_step_leaves_the_cache_length_alone(family, monkeypatch):
+    model = latency._untrained(family, _cfg())
+    x = torch.randint(3, 40, (1, 6))
+    seen = []
+    real = latency._started
+
+    def spy(m, inputs):
+        session, token = real(m, inputs)
+        seen.append(session)
+        return session, token
+
+    monkeypatch.setattr(latency, "_started", spy)
+    assert latency.time_step(model, x, repeat=3) > 0
+    (session,) = seen
+    assert len(session.cache) == session.n_prompt + (family == "encoder-decoder")  # as after start(), every timed step forgotten
+
+
+def test_ttft_sweep_predicts_with_the_cost_model():
+    cfg, P, G = _cfg(), 6, 4
+    rows = latency.ttft_sweep(cfg, [P], G, HW, repeat=1)
+    assert [r["family"] for r in rows] == ["encoder-only", "decoder-only", "decoder-only, no cache", "encoder-decoder"]
+    by = {r["family"]: r for r in rows}
+    assert by["decoder-only"]["step_flops"] == costs.decode_step_flops(costs.stack_params(cfg, "decoder-only")["total"], 2, P + G // 2,
+                                                                        16, 40)
+    assert by["encoder-decoder"]["first_token_flops"] == costs.generation_flops(cfg, "encoder-decoder", P, G)["first_token"]
+    assert by["encoder-only"]["G"] == 0 and by["encoder-only"]["per_token_s"] == 0.0
+
+
+def test_encoder_only_does_not_generate():
+    model = latency._untrained("encoder-only", _cfg())
+    with pytest.raises(ValueError, match="does not generate"):
+        latency.time_generation(model, torch.randint(3, 40, (1, 4)), 2, repeat=1)
