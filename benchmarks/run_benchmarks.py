@@ -8,7 +8,12 @@
 (b) training    course_lib EncoderDecoder vs nn.Transformer (same embeddings and output layer),
                 one AdamW training step, tokens per second
 (c) generation  greedy decoding with and without the KV cache (decoder-only, encoder-decoder)
-(d) decode floor cached greedy decoding vs a minimal plain-PyTorch GPT of the same shape (MinimalGPT)
+(d) prefill     a decoder-only prefill (1024 tokens x batch 1, 256 x 8) vs MinimalGPT's (is_causal=True)
+(e) decode floor cached greedy decoding vs a minimal plain-PyTorch GPT of the same shape (MinimalGPT),
+                and the encoder-decoder's vs a minimal plain-PyTorch encoder-decoder (MinimalEncDec)
+
+Every ratio comes from runs of the two contestants interleaved in one round-robin, and is reported
+with the middle half (25th-75th percentile) of its run-by-run ratios.
 
 Prints a table, and writes ``<out>/<hardware-slug>.json`` and ``<out>/<hardware-slug>.md``.
 PASS/FAIL compares each number with its target; the script exits 0 either way (it is a
@@ -35,13 +40,24 @@ from course_lib.bench import compare, compare_many, hardware_info, hardware_slug
 TARGETS = {  # name -> (comparison, value)
     "mha_no_mask": ("<=", 1.10),  # time ours / theirs
     "mha_causal": ("<=", 1.10),
-    "seq2seq_train": (">=", 0.95),  # tokens/s ours / theirs
+    "seq2seq_train": (">=", 1.0),  # tokens/s ours / theirs
     "decoder_generation": (">=", 5.0),  # speedup of the KV cache
     "encdec_generation": (None, None),  # reported, no target
+    "prefill_1024x1": ("<=", 1.10),  # prefill time ours / MinimalGPT's
+    "prefill_256x8": ("<=", 1.10),
     "decode_vs_minimal": ("<=", 1.10),  # per-token time ours / MinimalGPT's
     "decode_vs_minimal_same_mode": ("<=", 1.10),  # the same, MinimalGPT also under inference_mode
     "decode_general_path": (None, None),  # generate(fast_path=False) vs MinimalGPT under inference_mode: reported
+    "encdec_decode_vs_minimal": ("<=", 1.10),  # per-token time ours / MinimalEncDec's, both under inference_mode
 }
+
+
+def middle_half(r: dict, invert: bool = False) -> list[float]:
+    """The 25th and 75th percentiles of the run-by-run ratios a_i / b_i of one paired comparison
+    (``b_i / a_i`` with ``invert``, for speedups and throughputs): how firmly the median ratio sits
+    on its side of a target on a machine that other work slows now and then."""
+    ratios = [(y / x) if invert else (x / y) for x, y in zip(r["a"]["runs"], r["b"]["runs"])]
+    return statistics.quantiles(ratios, n=4, method="inclusive")[::2] if len(ratios) > 1 else ratios * 2
 
 
 def _passes(name: str, value: float) -> bool | None:
@@ -93,6 +109,7 @@ def bench_attention(device: torch.device, *, B: int, T: int, d: int, heads: int,
             "theirs_iqr_ms": 1e3 * r["b"]["iqr_s"],
             "ratio": r["ratio"],
             "paired_ratio": r["paired_ratio"],
+            "paired_ratio_quartiles": middle_half(r),
             "max_abs_diff": max_diff,
             "runs_s": {"ours": r["a"]["runs"], "theirs": r["b"]["runs"]},
         }
@@ -175,6 +192,7 @@ def bench_training(device: torch.device, *, cfg: ModelConfig, B: int, S: int, T:
             "theirs_tokens_per_s": theirs_tps,
             "ratio": ours_tps / theirs_tps,
             "paired_ratio": 1 / r["paired_ratio"],
+            "paired_ratio_quartiles": middle_half(r, invert=True),
             "runs_s": {"ours": r["a"]["runs"], "theirs": r["b"]["runs"]},
         }
     }
@@ -202,6 +220,7 @@ def bench_generation(device: torch.device, *, quick: bool, repeat: int) -> dict:
         "uncached_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
         "speedup": 1 / r["ratio"],
         "paired_speedup": 1 / r["paired_ratio"],
+        "paired_speedup_quartiles": middle_half(r, invert=True),
         "same_tokens": same,
         "runs_s": {"cached": r["a"]["runs"], "uncached": r["b"]["runs"]},
     }
@@ -221,6 +240,7 @@ def bench_generation(device: torch.device, *, quick: bool, repeat: int) -> dict:
         "uncached_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
         "speedup": 1 / r["ratio"],
         "paired_speedup": 1 / r["paired_ratio"],
+        "paired_speedup_quartiles": middle_half(r, invert=True),
         "same_tokens": same,
         "runs_s": {"cached": r["a"]["runs"], "uncached": r["b"]["runs"]},
     }
@@ -320,15 +340,13 @@ def python_unit_costs(repeat: int = 5, number: int = 20000) -> dict:
     }
 
 
-def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dict:
-    """``generate`` (cached, greedy) vs :class:`MinimalGPT`, same shapes, same weights, batch 1."""
+def gpt_pair(device: torch.device, V: int, d: int, L: int, H: int, max_len: int) -> tuple[DecoderOnly, MinimalGPT]:
+    """A ``DecoderOnly`` and a :class:`MinimalGPT` of the same shape with the same weights, in eval mode."""
     torch.manual_seed(0)
-    n_new, prompt_len = (48, 8) if quick else (512, 16)
-    V, d, L, H = 1000, 128, 4, 4
-    cfg = ModelConfig(vocab_size=V, d_model=d, n_heads=H, n_layers=L, max_len=1024)
+    cfg = ModelConfig(vocab_size=V, d_model=d, n_heads=H, n_layers=L, max_len=max_len)
     ours = DecoderOnly(cfg).to(device).eval()
-    floor = MinimalGPT(V, d, L, H, cfg.max_len).to(device).eval()
-    with torch.no_grad():  # copy the weights across so both emit the same tokens
+    floor = MinimalGPT(V, d, L, H, max_len).to(device).eval()
+    with torch.no_grad():  # copy the weights across so both compute the same function
         floor.tok.weight.copy_(ours.embed.tok.weight)
         floor.pos.weight.copy_(ours.embed.pos.weight)
         for mine, b in zip(floor.layers, ours.blocks):
@@ -339,6 +357,62 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
             mine["fc"].load_state_dict(b.ffn.linear1.state_dict())
             mine["out"].load_state_dict(b.ffn.linear2.state_dict())
         floor.ln_f.load_state_dict(ours.norm.state_dict())
+    return ours, floor
+
+
+def bench_prefill(device: torch.device, *, quick: bool, repeat: int) -> dict:
+    """One prefill (the prompt through a fresh KV cache, logits at every position) of a ``DecoderOnly``
+    vs :class:`MinimalGPT` (``is_causal=True``), same shapes and weights, both under ``inference_mode``."""
+    V, d, L, H = 1000, 128, 4, 4
+    shapes = {"prefill_1024x1": (1, 64), "prefill_256x8": (2, 32)} if quick else {"prefill_1024x1": (1, 1024), "prefill_256x8": (8, 256)}
+    ours, floor = gpt_pair(device, V, d, L, H, max(T for _, T in shapes.values()))
+    results = {}
+    for name, (B, T) in shapes.items():
+        x = torch.randint(3, V, (B, T), device=device)
+
+        def run_ours():
+            with torch.inference_mode():
+                return ours(x, cache=ours.new_cache())
+
+        def run_floor():
+            with torch.inference_mode():
+                cache = [torch.empty(2, B, H, floor.max_len, d // H, device=device) for _ in floor.layers]
+                return floor(x, cache, 0)
+
+        max_diff = (run_ours() - run_floor()).abs().max().item()
+        r = compare(run_ours, run_floor, warmup=2, repeat=repeat)
+        results[name] = {
+            "config": {"vocab_size": V, "d_model": d, "n_layers": L, "n_heads": H, "batch": B, "tokens": T},
+            "ours_ms": 1e3 * r["a"]["median_s"],
+            "minimal_ms": 1e3 * r["b"]["median_s"],
+            "ratio": r["ratio"],
+            "paired_ratio": r["paired_ratio"],
+            "paired_ratio_quartiles": middle_half(r),
+            "max_abs_diff": max_diff,
+            "runs_s": {"ours": r["a"]["runs"], "minimal": r["b"]["runs"]},
+        }
+    return results
+
+
+def per_token_row(r: dict, n_new: int) -> dict:
+    """Per-token times of one interleaved comparison of two generations, ours (a) vs minimal (b)."""
+    return {
+        "ours_s": r["a"]["median_s"],
+        "minimal_s": r["b"]["median_s"],
+        "ours_ms_per_token": 1e3 * r["a"]["median_s"] / n_new,
+        "minimal_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
+        "ratio": r["ratio"],
+        "paired_ratio": r["paired_ratio"],
+        "paired_ratio_quartiles": middle_half(r),
+        "runs_s": {"ours": r["a"]["runs"], "minimal": r["b"]["runs"]},
+    }
+
+
+def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dict:
+    """``generate`` (cached, greedy) vs :class:`MinimalGPT`, same shapes, same weights, batch 1."""
+    n_new, prompt_len = (48, 8) if quick else (512, 16)
+    V, d, L, H = 1000, 128, 4, 4
+    ours, floor = gpt_pair(device, V, d, L, H, 1024)
     prompt = torch.randint(3, V, (1, prompt_len), device=device)
     run_ours = lambda: generate(ours, prompt, n_new, eos_id=None)  # steps take the fast path (course_lib.fast_decode)
     run_general = lambda: generate(ours, prompt, n_new, eos_id=None, fast_path=False)  # every step through forward
@@ -364,19 +438,7 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
         extra_s = sum((mine[k] - work_min[k]) * unit[c] for k, c in (("module_calls", "module_call_s"), ("getattr", "getattr_s")))
         return {"ours": mine, "minimal": work_min, "unit_costs": unit, "predicted_extra_ms_per_token": 1e3 * extra_s}
 
-    def row(r: dict) -> dict:  # per-token times of one interleaved comparison, ours (a) vs minimal (b)
-        return {
-            "ours_s": r["a"]["median_s"],
-            "minimal_s": r["b"]["median_s"],
-            "ours_ms_per_token": 1e3 * r["a"]["median_s"] / n_new,
-            "minimal_ms_per_token": 1e3 * r["b"]["median_s"] / n_new,
-            "ratio": r["ratio"],
-            "paired_ratio": r["paired_ratio"],
-            # the middle half of the run-by-run ratios: how firmly the median sits on its side of the target
-            "paired_ratio_quartiles": statistics.quantiles([x / y for x, y in zip(r["a"]["runs"], r["b"]["runs"])], n=4)[::2],
-            "runs_s": {"ours": r["a"]["runs"], "minimal": r["b"]["runs"]},
-        }
-
+    row = lambda r: per_token_row(r, n_new)
     config = {"vocab_size": V, "d_model": d, "n_layers": L, "n_heads": H, "pos": "learned", "batch": 1, "prompt_len": prompt_len, "new_tokens": n_new}
     return {
         "decode_vs_minimal": {"config": config, **row(r), "same_tokens": same},
@@ -389,31 +451,145 @@ def bench_decode_floor(device: torch.device, *, quick: bool, repeat: int) -> dic
     }
 
 
+class MinimalEncDec(nn.Module):
+    """The floor for encoder-decoder decoding: a plain-PyTorch encoder-decoder with nothing but the
+    arithmetic, the counterpart of :class:`MinimalGPT`. Pre-norm, learned positions (one table per
+    stack, one shared token embedding, tied output layer), ``F.scaled_dot_product_attention``, a
+    preallocated self-attention cache, cross-attention keys/values computed once per source; no
+    masks (unpadded sources), no checks. Same shapes as ``EncoderDecoder``."""
+
+    def __init__(self, vocab: int, d: int, n_enc: int, n_dec: int, n_heads: int, max_len: int) -> None:
+        super().__init__()
+        self.d, self.h, self.max_len = d, n_heads, max_len
+        self.tok, self.src_pos, self.tgt_pos = nn.Embedding(vocab, d), nn.Embedding(max_len, d), nn.Embedding(max_len, d)
+        ffn = lambda: dict(ln2=nn.LayerNorm(d), fc=nn.Linear(d, 4 * d), out=nn.Linear(4 * d, d))
+        self.enc = nn.ModuleList(nn.ModuleDict(dict(ln1=nn.LayerNorm(d), qkv=nn.Linear(d, 3 * d), proj=nn.Linear(d, d), **ffn()))
+                                 for _ in range(n_enc))
+        self.dec = nn.ModuleList(
+            nn.ModuleDict(dict(ln1=nn.LayerNorm(d), qkv=nn.Linear(d, 3 * d), proj=nn.Linear(d, d),
+                               lnx=nn.LayerNorm(d), xq=nn.Linear(d, d), xkv=nn.Linear(d, 2 * d), xproj=nn.Linear(d, d), **ffn()))
+            for _ in range(n_dec)
+        )
+        self.ln_enc, self.ln_dec = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.tok.weight
+
+    def _split(self, t: torch.Tensor, n: int) -> torch.Tensor:  # (B, T, n*d) -> (n, B, h, T, d_head)
+        B, T, _ = t.shape
+        return t.view(B, T, n, self.h, self.d // self.h).permute(2, 0, 3, 1, 4)
+
+    def _merge(self, a: torch.Tensor) -> torch.Tensor:  # (B, h, T, d_head) -> (B, T, d)
+        return a.transpose(1, 2).reshape(a.shape[0], a.shape[2], self.d)
+
+    def encode(self, src: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder pass, then every decoder layer's cross-attention K/V ``(2, B, h, S, d_head)``, once."""
+        x = self.tok(src) + self.src_pos.weight[: src.shape[1]]
+        for layer in self.enc:
+            q, k, v = self._split(layer["qkv"](layer["ln1"](x)), 3)
+            x = x + layer["proj"](self._merge(F.scaled_dot_product_attention(q, k, v)))
+            x = x + layer["out"](F.gelu(layer["fc"](layer["ln2"](x))))
+        memory = self.ln_enc(x)
+        return [self._split(layer["xkv"](memory), 2) for layer in self.dec]
+
+    def decode(self, idx: torch.Tensor, cache: list[torch.Tensor], cross: list[torch.Tensor], start: int) -> torch.Tensor:
+        T = idx.shape[1]
+        end = start + T
+        x = self.tok(idx) + self.tgt_pos.weight[start:end]
+        for layer, kv, xkv in zip(self.dec, cache, cross):
+            q, k, v = self._split(layer["qkv"](layer["ln1"](x)), 3)
+            kv[0, :, :, start:end] = k
+            kv[1, :, :, start:end] = v
+            x = x + layer["proj"](self._merge(F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], is_causal=T > 1)))
+            q = self._split(layer["xq"](layer["lnx"](x)), 1)[0]
+            x = x + layer["xproj"](self._merge(F.scaled_dot_product_attention(q, xkv[0], xkv[1])))
+            x = x + layer["out"](F.gelu(layer["fc"](layer["ln2"](x))))
+        return self.head(self.ln_dec(x))
+
+    @torch.no_grad()
+    def generate(self, src: torch.Tensor, n_new: int, bos: int = 1) -> torch.Tensor:
+        B = src.shape[0]
+        cross = self.encode(src)
+        cache = [torch.empty(2, B, self.h, self.max_len, self.d // self.h, device=src.device) for _ in self.dec]
+        token = torch.full((B, 1), bos, dtype=torch.long, device=src.device)
+        out = []
+        for t in range(n_new):
+            token = self.decode(token, cache, cross, t)[:, -1].argmax(-1, keepdim=True)
+            out.append(token)
+        return torch.cat(out, dim=1)
+
+
+def encdec_pair(device: torch.device, V: int, d: int, L: int, H: int, max_len: int) -> tuple[EncoderDecoder, MinimalEncDec]:
+    """An ``EncoderDecoder`` (L + L layers) and a :class:`MinimalEncDec` of the same shape with the same weights."""
+    torch.manual_seed(0)
+    ours = EncoderDecoder(ModelConfig(vocab_size=V, d_model=d, n_heads=H, n_layers=L, max_len=max_len)).to(device).eval()
+    floor = MinimalEncDec(V, d, L, L, H, max_len).to(device).eval()
+    with torch.no_grad():
+        floor.tok.weight.copy_(ours.src_embed.tok.weight)
+        floor.src_pos.weight.copy_(ours.src_embed.pos.weight)
+        floor.tgt_pos.weight.copy_(ours.tgt_embed.pos.weight)
+        for mine, b in zip([*floor.enc, *floor.dec], [*ours.encoder, *ours.decoder]):
+            for a, src in (("ln1", b.norm1), ("ln2", b.norm2), ("qkv", b.self_attn.in_proj), ("proj", b.self_attn.out_proj),
+                           ("fc", b.ffn.linear1), ("out", b.ffn.linear2)):
+                mine[a].load_state_dict(src.state_dict())
+            if b.cross_attn is not None:  # our cross-attention keeps W_Q, W_K, W_V in one in_proj: rows [:d] and [d:]
+                mine["lnx"].load_state_dict(b.norm_cross.state_dict())
+                w, bias = b.cross_attn.in_proj.weight, b.cross_attn.in_proj.bias
+                mine["xq"].weight.copy_(w[:d]), mine["xq"].bias.copy_(bias[:d])
+                mine["xkv"].weight.copy_(w[d:]), mine["xkv"].bias.copy_(bias[d:])
+                mine["xproj"].load_state_dict(b.cross_attn.out_proj.state_dict())
+        floor.ln_enc.load_state_dict(ours.enc_norm.state_dict())
+        floor.ln_dec.load_state_dict(ours.dec_norm.state_dict())
+    return ours, floor
+
+
+def bench_encdec_floor(device: torch.device, *, quick: bool, repeat: int) -> dict:
+    """``generate`` (cached, greedy) of an ``EncoderDecoder`` vs :class:`MinimalEncDec`, same shapes and
+    weights, batch 1, both under ``inference_mode``: the encoder pass, then one decoder step per token."""
+    n_new, src_len = (24, 8) if quick else (256, 32)
+    V, d, L, H = 1000, 128, 2, 4
+    ours, floor = encdec_pair(device, V, d, L, H, 512)
+    src = torch.randint(3, V, (1, src_len), device=device)
+    run_ours = lambda: generate(ours, src, n_new, eos_id=None)
+
+    def run_floor():
+        with torch.inference_mode():
+            return floor.generate(src, n_new)
+
+    same = torch.equal(run_ours(), run_floor())
+    r = compare(run_ours, run_floor, warmup=1, repeat=repeat)
+    config = {"vocab_size": V, "d_model": d, "n_enc_layers": L, "n_dec_layers": L, "n_heads": H, "pos": "learned", "batch": 1,
+              "src_len": src_len, "new_tokens": n_new}
+    return {"encdec_decode_vs_minimal": {"config": config, **per_token_row(r, n_new), "same_tokens": same}}
+
+
 # --------------------------------------------------------------------------- report
 
 HEADLINE = {  # name -> (what, key of the headline number, unit)
-    "mha_no_mask": ("MHA fwd+bwd, no mask: time ours / nn.MultiheadAttention", "ratio", "x"),
-    "mha_causal": ("MHA fwd+bwd, causal: time ours / nn.MultiheadAttention", "ratio", "x"),
-    "seq2seq_train": ("Enc-dec training step: tokens/s ours / nn.Transformer", "ratio", "x"),
-    "decoder_generation": ("Decoder-only greedy: uncached / cached time", "speedup", "x"),
-    "encdec_generation": ("Enc-dec greedy: uncached / cached time", "speedup", "x"),
+    "mha_no_mask": ("MHA fwd+bwd, no mask: time ours / nn.MultiheadAttention", "paired_ratio", "x"),
+    "mha_causal": ("MHA fwd+bwd, causal: time ours / nn.MultiheadAttention", "paired_ratio", "x"),
+    "seq2seq_train": ("Enc-dec training step: tokens/s ours / nn.Transformer", "paired_ratio", "x"),
+    "decoder_generation": ("Decoder-only greedy: uncached / cached time", "paired_speedup", "x"),
+    "encdec_generation": ("Enc-dec greedy: uncached / cached time", "paired_speedup", "x"),
     "decode_vs_minimal": ("Cached decoding, batch 1: time per token ours / minimal GPT", "paired_ratio", "x"),
     "decode_vs_minimal_same_mode": ("... the minimal GPT also under inference_mode", "paired_ratio", "x"),
     "decode_general_path": ("... every step through the general forward pass (fast_path=False)", "paired_ratio", "x"),
+    "prefill_1024x1": ("Decoder-only prefill, 1024 tokens x batch 1: time ours / minimal GPT (is_causal)", "paired_ratio", "x"),
+    "prefill_256x8": ("Decoder-only prefill, 256 tokens x batch 8: time ours / minimal GPT (is_causal)", "paired_ratio", "x"),
+    "encdec_decode_vs_minimal": ("Enc-dec cached decoding, batch 1: time per token ours / minimal enc-dec", "paired_ratio", "x"),
 }
 
 
 def _details(name: str, r: dict) -> str:
     if name.startswith("mha"):
-        return f"ours {r['ours_ms']:.2f} ms, theirs {r['theirs_ms']:.2f} ms"
+        return f"ours {r['ours_ms']:.2f} ms, theirs {r['theirs_ms']:.2f} ms (ratio of medians {r['ratio']:.2f})"
+    if name.startswith("prefill"):
+        c = r["config"]
+        return (f"{c['batch']} x {c['tokens']} tokens: ours {r['ours_ms']:.2f} ms, minimal {r['minimal_ms']:.2f} ms "
+                f"(ratio of medians {r['ratio']:.2f}; largest logit difference {r['max_abs_diff']:.1e})")
     if name == "seq2seq_train":
-        return f"ours {r['ours_tokens_per_s']:,.0f} tok/s, theirs {r['theirs_tokens_per_s']:,.0f} tok/s"
-    if name in ("decode_vs_minimal", "decode_vs_minimal_same_mode", "decode_general_path"):
-        text = f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f}"
-        if "paired_ratio_quartiles" in r:
-            q1, q3 = r["paired_ratio_quartiles"]
-            text += f"; middle half of the run-by-run ratios {q1:.2f}-{q3:.2f}"
-        text += ")"
+        return f"ours {r['ours_tokens_per_s']:,.0f} tok/s, theirs {r['theirs_tokens_per_s']:,.0f} tok/s (ratio of medians {r['ratio']:.2f})"
+    if "ours_ms_per_token" in r:
+        text = f"ours {r['ours_ms_per_token']:.3f} ms/token, minimal {r['minimal_ms_per_token']:.3f} ms/token (ratio of medians {r['ratio']:.2f})"
         if "python_work_per_token" in r:
             w = r["python_work_per_token"]
             text += (f"; per token ours {w['ours']['module_calls']:.0f} module calls and {w['ours']['getattr']:.0f} submodule reads, "
@@ -436,10 +612,13 @@ def render_markdown(report: dict) -> str:
         op, target = TARGETS[name]
         verdict = {True: "PASS", False: "FAIL", None: "-"}[r["pass"]]
         target_s = f"{op} {target}{unit}" if op else "-"
-        lines.append(f"| {what} | {r[key]:.2f}{unit} | {target_s} | {verdict} | {_details(name, r)} |")
+        spread = r.get(f"{key}_quartiles")  # the middle half of the run-by-run ratios
+        measured = f"{r[key]:.2f}{unit}" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
+        lines.append(f"| {what} | {measured} | {target_s} | {verdict} | {_details(name, r)} |")
     if report.get("earlier_command"):
         lines.insert(len(report_header("Benchmarks", report)), f"- other rows kept from: `{report['earlier_command']}`")
-    lines += ["", "Medians of interleaved runs; see benchmarks/README.md for what each number means.", ""]
+    lines += ["", "Medians of the run-by-run ratios of interleaved runs, in brackets the middle half (25th-75th percentile) "
+              "of those ratios; see benchmarks/README.md for what each number means.", ""]
     return "\n".join(lines)
 
 
@@ -449,8 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--repeat", type=int, default=None, help="timed runs per function (default 15, quick 3; generation 3, quick 2; decode floor 24, quick 4)")
-    p.add_argument("--only", nargs="*", choices=["attention", "training", "generation", "floor"],
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed runs per function (default 15, quick 3; generation 3, quick 2; decode floor 24, quick 4)")
+    p.add_argument("--only", nargs="*", choices=["attention", "training", "generation", "prefill", "floor"],
                    help="run only these parts (updating them in an existing report for this machine)")
     args = p.parse_args(argv)
 
@@ -459,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     quick = args.quick
     repeat = args.repeat or (3 if quick else 15)
-    parts = set(args.only or ["attention", "training", "generation", "floor"])
+    parts = set(args.only or ["attention", "training", "generation", "prefill", "floor"])
 
     results: dict[str, dict] = {}
     if "attention" in parts:
@@ -474,8 +654,11 @@ def main(argv: list[str] | None = None) -> int:
             results |= bench_training(device, cfg=cfg, B=16, S=64, T=64, repeat=repeat)
     if "generation" in parts:
         results |= bench_generation(device, quick=quick, repeat=args.repeat or (2 if quick else 3))
+    if "prefill" in parts:
+        results |= bench_prefill(device, quick=quick, repeat=repeat)
     if "floor" in parts:
         results |= bench_decode_floor(device, quick=quick, repeat=args.repeat or (4 if quick else 24))
+        results |= bench_encdec_floor(device, quick=quick, repeat=args.repeat or (4 if quick else 24))
 
     for name, r in results.items():
         key = HEADLINE[name][1]

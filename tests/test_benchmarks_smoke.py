@@ -25,6 +25,9 @@ EXPECTED = {
     "decode_vs_minimal": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
     "decode_vs_minimal_same_mode": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
     "decode_general_path": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
+    "prefill_1024x1": ("ours_ms", "minimal_ms", "paired_ratio"),
+    "prefill_256x8": ("ours_ms", "minimal_ms", "paired_ratio"),
+    "encdec_decode_vs_minimal": ("ours_ms_per_token", "minimal_ms_per_token", "paired_ratio"),
 }
 
 
@@ -45,6 +48,12 @@ def test_run_benchmarks_quick(tmp_path):
         assert "pass" in result and "target" in result
     assert report["results"]["decoder_generation"]["same_tokens"] is True
     assert report["results"]["decode_vs_minimal"]["same_tokens"] is True  # the floor computes the same function
+    assert report["results"]["encdec_decode_vs_minimal"]["same_tokens"] is True  # so does the minimal encoder-decoder
+    for name in ("prefill_1024x1", "prefill_256x8"):
+        assert report["results"][name]["max_abs_diff"] < 1e-4  # the same logits as the minimal GPT's prefill
+    for name, result in report["results"].items():  # every ratio comes with the middle half of its runs' ratios
+        q1, q3 = result.get("paired_ratio_quartiles") or result["paired_speedup_quartiles"]
+        assert q1 <= q3, name
     work = {k: report["results"][k]["python_work_per_token"]["ours"] for k in ("decode_vs_minimal_same_mode", "decode_general_path")}
     assert work["decode_vs_minimal_same_mode"]["module_calls"] < work["decode_general_path"]["module_calls"]  # the fast path ran
     assert report["results"]["mha_no_mask"]["max_abs_diff"] < 1e-4
