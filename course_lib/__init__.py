@@ -8,8 +8,9 @@ One concept per module:
 * ``blocks``     encoder block, decoder block, encoder-decoder decoder block
 * ``config``     one ModelConfig for the three families
 * ``models``     EncoderOnly, DecoderOnly (incl. prefix-LM), EncoderDecoder
+* ``families``   the families' names (and lesson aliases), which model each builds, its stacks
 * ``losses``     mlm_corrupt, mlm_loss, clm_loss, shift_right, seq2seq_loss
-* ``generation`` greedy, sampling, beam search, with and without the cache
+* ``generation`` the decoding session (prefill, then one token per step); greedy, sampling, beam search
 * ``fast_decode`` the fast path of a cached decoding step: the same arithmetic, lookups done once
 * ``runtime``    seeding, device and dtype choice, fast mode
 * ``tokenizer``  word-level tokenizer with the course's special tokens
@@ -18,11 +19,11 @@ One concept per module:
 * ``grammar``    a parser for the fragment's English: the referee for generated text
 * ``train``      one training loop: AdamW, schedule, AMP, exact checkpoint/resume, DDP
 * ``translate``  the toy translator pipeline for all three families (also a CLI)
-* ``costs``      parameter, FLOP and KV-cache formulas; FLOP counting incl. attention
+* ``costs``      all cost arithmetic: parameters per stack, FLOPs, KV-cache bytes; FLOP counting incl. attention
+* ``latency``    lesson 06's measurements: TTFT and per-token time, roofline, the "1000 + 1000" scenario
 * ``redllm``     lesson 07: encoder-decoder (prefix LM) vs decoder-only LM with the modern recipe
 * ``convert``    Hugging Face checkpoints on disk (BERT, GPT-2, BART, T5, LLaMA) -> course_lib models; MiniLM
 * ``ledger``     the claims ledger: verdicts each lesson computes and saves, lesson 08 reads
-* ``grammar``    the parser of lesson 02's generated English fragment
 * ``bench``      timing helpers and hardware description
 * ``plotting``   masks, attention maps, loss curves
 * ``checks``     exercise feedback; ``quiz`` predict-then-run questions; ``colab`` the setup cell
@@ -30,7 +31,8 @@ One concept per module:
 from .attention import KVCache, MultiHeadAttention, cross_attention, recording_attention, scaled_dot_product_attention
 from .blocks import CrossDecoderBlock, DecoderBlock, EncoderBlock
 from .config import ModelConfig
-from .generation import beam_search, generate, sample_next
+from .families import Family
+from .generation import DecodingSession, beam_search, generate, sample_next
 from .losses import IGNORE, clm_loss, mlm_corrupt, mlm_loss, seq2seq_loss, shift_right
 from .masks import causal_mask, combine_masks, padding_mask, prefix_mask
 from .models import DecoderOnly, EncoderDecoder, EncoderOnly

@@ -26,9 +26,12 @@ import torch
 from torch import Tensor
 
 from .config import ModelConfig
+from .families import Family
 from .models import DecoderOnly, EncoderDecoder, EncoderOnly
 
-FAMILIES = {"bert": "EncoderOnly", "gpt2": "DecoderOnly", "bart": "EncoderDecoder", "t5": "EncoderDecoder", "llama": "DecoderOnly"}
+#: Hugging Face ``model_type`` -> the family its checkpoints convert to.
+FAMILIES = {"bert": Family.ENCODER_ONLY, "gpt2": Family.DECODER_ONLY, "bart": Family.ENCODER_DECODER, "t5": Family.ENCODER_DECODER,
+            "llama": Family.DECODER_ONLY}
 
 
 class UnsupportedCheckpoint(ValueError):
