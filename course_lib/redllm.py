@@ -9,7 +9,7 @@ compares it with a decoder-only model ("DecLLM") trained with causal LM, both wi
   attention output, tied embeddings; the encoder-decoder's stacks are 0.44x as deep (equal parameters).
 * :func:`text_corpus`: generated English text as one token stream, cut into fixed-length chunks.
 * :func:`split_prefix`: a chunk ``x (B, T)`` -> encoder input (first ``P`` tokens) and the decoder's
-  teacher-forcing input/targets (the rest).
+  teacher-forcing input/targets (the rest); :func:`pretraining_loss`: each family's objective.
 * :func:`continuation_nll`: the paper's perplexity for both families: given a prefix, the negative
   log-likelihood of each continuation token.
 * :func:`locality_mass`, :func:`topk_stability`: attention-map statistics ("locality decay").
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from . import costs
 from .attention import recording_max_logit as tracking_max_logit  # lesson 07's name; attention's own recording switch
 from .config import ModelConfig
-from .families import build, of, stack_parameters
+from .families import Family, build, of, stack_parameters
 from .layers import GATED_FFNS
 from .models import DecoderOnly, EncoderDecoder
 from .tokenizer import BOS_ID, EOS_ID, WordTokenizer
@@ -41,6 +41,7 @@ __all__ = [
     "split_prefix",
     "prefix_lm_loss",
     "causal_lm_loss",
+    "pretraining_loss",
     "continuation_nll",
     "stack_parameters",
     "train_flops_per_sequence",
@@ -114,6 +115,15 @@ def causal_lm_loss(model: DecoderOnly, x: Tensor) -> Tensor:
     """Mean next-token cross-entropy over every position (the decoder-only objective)."""
     logits = model(x)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten())
+
+
+def pretraining_loss(family: str, prefix_len: int):
+    """``loss_fn(model, x)`` for :func:`course_lib.train.train`: each family's pretraining objective,
+    :func:`causal_lm_loss` (DecLLM: every position of the chunk) or :func:`prefix_lm_loss` (RedLLM: the
+    first ``prefix_len`` tokens to the encoder, the rest predicted by the decoder)."""
+    if Family(family).cross_attention:
+        return lambda model, x: prefix_lm_loss(model, x, prefix_len)
+    return causal_lm_loss
 
 
 @torch.no_grad()

@@ -55,6 +55,13 @@ def test_continuation_nll_is_each_familys_loss_on_the_continuation(models):
     torch.testing.assert_close(redllm.continuation_nll(dec, x, 4), by_hand)
 
 
+def test_pretraining_loss_is_each_familys_objective(models):
+    x = torch.randint(6, 40, (2, 10), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(redllm.pretraining_loss("encdec", 4)(models["encdec"], x), redllm.prefix_lm_loss(models["encdec"], x, 4))
+        torch.testing.assert_close(redllm.pretraining_loss("decoder", 4)(models["decoder"], x), redllm.causal_lm_loss(models["decoder"], x))
+
+
 def test_train_flops_per_sequence_is_the_sequence_formula_of_the_built_model(models):
     """3 x forward, with each stack's parameters read from the built modules (an independent count)."""
     ed, dec = models["encdec"], models["decoder"]
