@@ -99,13 +99,18 @@ def test_setup_cells_command_inserts_rewrites_and_is_idempotent(tmp_path):
     assert len(sync.sync_setup_cells(root, check=True)) == 3
     assert sync.main(["--root", str(root), "setup-cells"]) == 0
 
-    a = sync.read_notebook(root / "notebooks" / "01_a.ipynb")
+    def read_without_nav(path):  # setup-cells also writes the header/footer cells (tested with nav)
+        nb = sync.read_notebook(path)
+        nb.cells = [c for c in nb.cells if not c.source.startswith((colab.HEADER_MARKER, colab.FOOTER_MARKER))]
+        return nb
+
+    a = read_without_nav(root / "notebooks" / "01_a.ipynb")
     assert [c.cell_type for c in a.cells] == ["markdown", "code", "code"]
     assert a.cells[1].source == SETUP and a.cells[1].id == sync.SETUP_CELL_ID and a.cells[2].source == "x = 1"
-    b = sync.read_notebook(root / "solutions" / "01_b.ipynb")
+    b = read_without_nav(root / "solutions" / "01_b.ipynb")
     assert len(b.cells) == 3 and b.cells[1].source == SETUP
     assert b.cells[1].outputs == [] and b.cells[1].execution_count is None  # stale outputs dropped
-    c = sync.read_notebook(root / "notebooks" / "02_c.ipynb")
+    c = read_without_nav(root / "notebooks" / "02_c.ipynb")
     assert [cell.cell_type for cell in c.cells] == ["markdown", "code"] and c.cells[1].source == SETUP
     assert (root / "exercises" / "01_b.ipynb").is_file()  # setup-cells regenerates exercises
     assert _first_code_source(root / "exercises" / "01_b.ipynb") == SETUP
@@ -533,6 +538,10 @@ def test_execute_runs_a_notebook_in_a_fresh_kernel_in_its_folder(tmp_path, capsy
     assert code[3].outputs[0].data["text/plain"] == "42"
     assert all("execution" not in c.metadata for c in nb.cells)
     assert path.read_text(encoding="utf-8") == sync.notebook_text(nb)
+    # the full-mode run's time is recorded, and the header under the title shows it
+    (measured,) = sync.load_runtimes(root).values()
+    assert sync.load_runtimes(root).keys() == {"notebooks/00_tiny.ipynb"} and measured["seconds"] > 0
+    assert nb.cells[1].source.startswith(colab.HEADER_MARKER) and colab.format_duration(measured["seconds"]) in nb.cells[1].source
 
 
 # --------------------------------------------------------------------------- quiz
@@ -693,6 +702,82 @@ def test_setup_style_sets_small_low_dpi_figures():
         plotting.setup_style()
         assert matplotlib.rcParams["figure.dpi"] == 100 and matplotlib.rcParams["savefig.dpi"] == 100
         assert matplotlib.rcParams["figure.figsize"][0] <= 6
+
+
+# --------------------------------------------------------------------------- navigation cells
+
+
+def test_format_duration_rounds_to_what_a_learner_needs():
+    assert [colab.format_duration(s) for s in (0.4, 12, 94, 95, 151, 3599, 4800)] == [
+        "about 5 s", "about 10 s", "about 95 s", "about 2 min", "about 3 min", "about 1 h 00 min", "about 1 h 20 min"]
+    with pytest.raises(ValueError, match="negative"):
+        colab.format_duration(-1)
+
+
+_MD_LINK = re.compile(r"\]\(([^)\s]+\.ipynb)\)")
+
+
+def _nav_cells(nb):
+    return [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith((colab.HEADER_MARKER, colab.FOOTER_MARKER))]
+
+
+def _relative_links(path: Path) -> list[Path]:
+    """Targets of the relative notebook links in a notebook's navigation cells, resolved from its folder."""
+    from urllib.parse import unquote
+
+    links = [m for src in _nav_cells(sync.read_notebook(path)) for m in _MD_LINK.findall(src) if "://" not in m]
+    return [(path.parent / unquote(link)).resolve() for link in links]
+
+
+def test_nav_links_each_lesson_to_its_practice_and_the_next_lesson(tmp_path, capsys):
+    root = _fake_repo(tmp_path)
+    for folder, name, title in [("notebooks", "00_start.ipynb", "00 · Start"), ("notebooks", "01_attn.ipynb", "01 · Attention"),
+                                ("notebooks", "02_enc.ipynb", "02 · Encoder"), ("solutions", "01_practice_attn.ipynb", "Practice 01"),
+                                ("solutions", "02_practice_enc.ipynb", "Practice 02")]:
+        _write(v4.new_notebook(cells=[v4.new_markdown_cell(f"# {title}\n\nIntro."), v4.new_code_cell(SETUP),
+                                      v4.new_markdown_cell("The end.")]), root / folder / name)
+    assert sync.main(["--root", str(root), "nav"]) == 0
+    assert sync.main(["--root", str(root), "nav"]) == 0 and "all up to date" in capsys.readouterr().out.splitlines()[-1]
+    assert sync.main(["--root", str(root), "check"]) == 0
+
+    def nav(relpath):
+        nb = sync.read_notebook(root / relpath)
+        assert nb.cells[0].source.startswith("# ") and nb.cells[1].source.startswith(colab.HEADER_MARKER), relpath
+        assert colab.colab_badge_url(relpath) in nb.cells[1].source and "Run time" not in nb.cells[1].source  # not measured
+        footer = nb.cells[-1].source if nb.cells[-1].source.startswith(colab.FOOTER_MARKER) else None
+        return footer, sorted(p.relative_to(root).as_posix() for p in _relative_links(root / relpath))
+
+    assert nav("notebooks/00_start.ipynb")[1] == ["notebooks/01_attn.ipynb"]
+    footer, links = nav("notebooks/01_attn.ipynb")
+    assert links == ["exercises/01_practice_attn.ipynb", "notebooks/02_enc.ipynb"] and "Practice 01" in footer
+    assert "02 · Encoder" in footer and colab.colab_badge_url("exercises/01_practice_attn.ipynb") in footer
+    assert nav("notebooks/02_enc.ipynb")[1] == ["exercises/02_practice_enc.ipynb"]  # the last lesson
+    assert nav("solutions/01_practice_attn.ipynb")[1] == nav("exercises/01_practice_attn.ipynb")[1] == ["notebooks/02_enc.ipynb"]
+    assert nav("solutions/02_practice_enc.ipynb")[0] is None  # nothing comes after it
+    assert all(p.is_file() for rel in ("notebooks/01_attn.ipynb", "exercises/01_practice_attn.ipynb") for p in _relative_links(root / rel))
+
+    # a measured run time appears in the header (the exercise shows its solution's); a hand edit is caught
+    sync.record_runtime(root, "solutions/01_practice_attn.ipynb", 12.3)
+    assert sync.main(["--root", str(root), "check"]) == 1
+    assert sync.main(["--root", str(root), "nav"]) == 0
+    for relpath in ("solutions/01_practice_attn.ipynb", "exercises/01_practice_attn.ipynb"):
+        header = sync.read_notebook(root / relpath).cells[1].source
+        assert "Run time: about 10 s top to bottom in full mode on " in header
+    assert "timed on its worked solution `solutions/01_practice_attn.ipynb`" in header
+    path = root / "notebooks" / "01_attn.ipynb"
+    path.write_text(path.read_text(encoding="utf-8").replace("Open In Colab", "Open in Kaggle"), encoding="utf-8")
+    assert sync.main(["--root", str(root), "check"]) == 1
+    assert "notebooks/01_attn.ipynb: navigation cells" in capsys.readouterr().err
+
+
+def test_real_notebooks_carry_current_navigation_cells_whose_links_resolve():
+    assert sync.sync_nav(ROOT, check=True) == []
+    for path in REAL:
+        assert _nav_cells(sync.read_notebook(path)), f"{path.relative_to(ROOT)} has no navigation cells (run nav)"
+        missing = [str(p) for p in _relative_links(path) if not p.is_file()]
+        assert not missing, f"{path.relative_to(ROOT)} links to missing notebooks: {missing}"
+    for relpath, run in sync.load_runtimes(ROOT).items():  # every recorded time belongs to a notebook
+        assert (ROOT / relpath).is_file() and run["seconds"] > 0, relpath
 
 
 # --------------------------------------------------------------------------- Colab links and README

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Keep the course notebooks consistent: setup cells, exercises, executed outputs, Colab links.
 
-    python tools/sync_notebooks.py setup-cells            # first code cell of every notebook := the template
+    python tools/sync_notebooks.py setup-cells            # first code cell of every notebook := the template (and nav)
     python tools/sync_notebooks.py exercises [--check]    # exercises/NAME.ipynb from solutions/NAME.ipynb
     python tools/sync_notebooks.py execute [--fast] [PATH ...]   # run in a fresh kernel, save outputs
     python tools/sync_notebooks.py colab-links            # README.md table of "Open in Colab" badges
+    python tools/sync_notebooks.py nav                    # each notebook's badge + run-time header and next-steps footer
     python tools/sync_notebooks.py check                  # all of the above as checks; writes nothing
 
 Conventions (see also course_lib/colab.py):
@@ -25,7 +26,12 @@ Conventions (see also course_lib/colab.py):
   folder as working directory (``COURSE_FAST=1`` only with ``--fast``; ``COURSE_HEADLESS=1`` so
   quizzes print text instead of widgets), then numbers cells 1..n, drops timing metadata and
   widget state, replaces machine paths in text outputs, and refuses error outputs except in cells
-  tagged ``raises-exception``.
+  tagged ``raises-exception``. A full-mode run records its wall time in ``tools/notebook_runtimes.json``
+  (with the machine and date), which the run-time line of the notebook's header shows.
+* ``nav`` keeps two generated Markdown cells in every lesson and solution (exercises inherit them,
+  re-pointed at themselves): a header under the title (Colab badge; run time once measured) and a
+  footer at the end (the lesson's practice notebook and the next lesson). The text comes from
+  ``course_lib.colab.render_header`` / ``render_footer``; never edit those cells by hand.
 """
 from __future__ import annotations
 
@@ -48,13 +54,23 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # works from a plain checkout too (course_lib not installed)
     sys.path.insert(0, str(ROOT))
 
-from course_lib.colab import SETUP_CELL_MARKER, colab_badge_markdown, render_setup_cell  # noqa: E402
+from course_lib.colab import (  # noqa: E402
+    FOOTER_MARKER,
+    HEADER_MARKER,
+    SETUP_CELL_MARKER,
+    colab_badge_markdown,
+    render_footer,
+    render_header,
+    render_setup_cell,
+)
 
 LESSON_DIR, SOLUTION_DIR, EXERCISE_DIR = "notebooks", "solutions", "exercises"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 SOLUTION_ONLY_TAG = "solution-only"
 RAISES_TAG = "raises-exception"
 SETUP_CELL_ID = "course-setup"
+HEADER_CELL_ID, FOOTER_CELL_ID = "course-header", "course-footer"
+RUNTIMES_FILE = "tools/notebook_runtimes.json"
 
 CODE_STUB = ("# YOUR CODE HERE", 'raise NotImplementedError("exercise not done yet")')
 MARKDOWN_STUB = "*(Your answer here.)*"
@@ -371,13 +387,18 @@ def sync_exercises(root: Path, check: bool = False) -> ExerciseReport:
     report = ExerciseReport([], [])
     solutions = notebooks_in(root / SOLUTION_DIR)
     expected_names = {p.name for p in solutions}
+    plan = None
     for path in solutions:
         target = root / EXERCISE_DIR / path.name
         try:
-            text = notebook_text(make_exercise(read_notebook(path), rel(path, root)))
+            exercise = make_exercise(read_notebook(path), rel(path, root))
         except ExerciseError as err:
             report.problems.append(f"error: {err}")
             continue
+        if has_nav(exercise):  # the solution's badge and run time, re-pointed at the exercise
+            plan = nav_plan(root) if plan is None else plan
+            apply_nav(exercise, plan[f"{EXERCISE_DIR}/{path.name}"])
+        text = notebook_text(exercise)
         current = target.read_text(encoding="utf-8") if target.is_file() else None
         if current == text:
             continue
@@ -394,6 +415,143 @@ def sync_exercises(root: Path, check: bool = False) -> ExerciseReport:
                 "so add the solution or delete the exercise"
             )
     return report
+
+
+# --------------------------------------------------------------------------- navigation cells
+
+
+def load_runtimes(root: Path) -> dict[str, dict]:
+    """Measured full-mode run times, keyed by notebook path relative to the root ({} if none yet)."""
+    path = root / RUNTIMES_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def record_runtime(root: Path, relpath: str, seconds: float) -> None:
+    """Store a full-mode run's wall time, with the machine it ran on and the date."""
+    from course_lib.bench import hardware_info
+
+    info = hardware_info()
+    machine = f"{info['cpu']} ({info['cpu_cores_usable']} cores)" + (f" with {info['gpu']}" if info.get("gpu") else "")
+    runtimes = load_runtimes(root)
+    runtimes[relpath] = {"seconds": round(seconds, 1), "machine": machine, "date": time.strftime("%Y-%m-%d"),
+                         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    text = json.dumps(dict(sorted(runtimes.items())), indent=1, ensure_ascii=False) + "\n"
+    write_if_changed(root / RUNTIMES_FILE, text)
+
+
+def notebook_title(nb, fallback: str) -> str:
+    """The text of the notebook's first Markdown heading line (``# 03 · The causal decoder``)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+            break
+    return fallback
+
+
+def _number(path: Path) -> str:
+    return path.name.split("_", 1)[0]
+
+
+@dataclass
+class NavCells:
+    header: str
+    footer: str | None
+
+
+def nav_plan(root: Path) -> dict[str, NavCells]:
+    """The header and footer every lesson, solution and exercise should carry, keyed by relative path.
+
+    A lesson ``NN_*`` links to the practice notebook ``exercises/NN_*`` and to the next lesson; a
+    practice notebook links to the lesson after its own. Exercises show their solution's run time.
+    """
+    runtimes = load_runtimes(root)
+    lessons = notebooks_in(root / LESSON_DIR)
+    solutions = notebooks_in(root / SOLUTION_DIR)
+    titles = {p: notebook_title(read_notebook(p), p.stem) for p in lessons + solutions}
+    practice = {_number(p): p for p in solutions}
+
+    def next_lesson(number: str):
+        later = [p for p in lessons if _number(p) > number]
+        return (f"{LESSON_DIR}/{later[0].name}", titles[later[0]]) if later else None
+
+    plan = {}
+    for path in lessons:
+        relpath = f"{LESSON_DIR}/{path.name}"
+        sol = practice.get(_number(path))
+        exercise = (f"{EXERCISE_DIR}/{sol.name}", titles[sol]) if sol else None
+        plan[relpath] = NavCells(render_header(relpath, runtimes.get(relpath)),
+                                 render_footer(relpath, exercise, next_lesson(_number(path))))
+    for path in solutions:
+        sol_rel, ex_rel = f"{SOLUTION_DIR}/{path.name}", f"{EXERCISE_DIR}/{path.name}"
+        after = next_lesson(_number(path))
+        plan[sol_rel] = NavCells(render_header(sol_rel, runtimes.get(sol_rel)), render_footer(sol_rel, None, after))
+        plan[ex_rel] = NavCells(render_header(ex_rel, runtimes.get(sol_rel), measured_as=sol_rel if sol_rel in runtimes else None),
+                                render_footer(ex_rel, None, after))
+    return plan
+
+
+def _is_nav(cell, marker: str) -> bool:
+    return cell.cell_type == "markdown" and cell.source.startswith(marker)
+
+
+def _new_markdown_cell(nb, source: str, preferred_id: str):
+    cell = nbformat.v4.new_markdown_cell(source)
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):
+        used = {c.get("id") for c in nb.cells}
+        new_id, n = preferred_id, 0
+        while new_id in used:
+            n += 1
+            new_id = f"{preferred_id}-{n}"
+        cell["id"] = new_id
+    else:
+        cell.pop("id", None)
+    return cell
+
+
+def apply_nav(nb, cells: NavCells) -> bool:
+    """Put the header right under the title (or first, without a title) and the footer last
+    (removed when there is none). Returns whether ``nb`` changed."""
+    before = [(c.cell_type, c.source) for c in nb.cells]
+    headers = [c for c in nb.cells if _is_nav(c, HEADER_MARKER)]
+    if headers:
+        headers[0].source = cells.header
+        nb.cells = [c for c in nb.cells if c is headers[0] or not _is_nav(c, HEADER_MARKER)]
+    else:
+        at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ") else 0
+        nb.cells.insert(at, _new_markdown_cell(nb, cells.header, HEADER_CELL_ID))
+    footers = [c for c in nb.cells if _is_nav(c, FOOTER_MARKER)]
+    nb.cells = [c for c in nb.cells if not _is_nav(c, FOOTER_MARKER)]
+    if cells.footer is not None:
+        footer = footers[0] if footers else _new_markdown_cell(nb, cells.footer, FOOTER_CELL_ID)
+        footer.source = cells.footer
+        nb.cells.append(footer)
+    return [(c.cell_type, c.source) for c in nb.cells] != before
+
+
+def has_nav(nb) -> bool:
+    return any(_is_nav(c, HEADER_MARKER) for c in nb.cells)
+
+
+def sync_nav(root: Path, check: bool = False, only: set[str] | None = None) -> list[str]:
+    """Apply (or, with ``check``, verify) the navigation cells of lessons and solutions, and verify
+    exercises (they are regenerated from their solutions). ``only``: relative paths to touch."""
+    messages = []
+    for relpath, cells in nav_plan(root).items():
+        path = root / relpath
+        generated = relpath.startswith(EXERCISE_DIR + "/")  # written by sync_exercises, which also reports it missing
+        if (only is not None and relpath not in only) or (generated and not (check and path.is_file())):
+            continue
+        nb = read_notebook(path)
+        if not apply_nav(nb, cells):
+            continue
+        if check:
+            messages.append(f"{relpath}: navigation cells (badge, run time, next steps) out of date (run nav)")
+            continue
+        write_if_changed(path, notebook_text(nb))
+        messages.append(f"{relpath}: navigation cells updated")
+    return messages
 
 
 # --------------------------------------------------------------------------- Colab links
@@ -605,7 +763,7 @@ def _print_all(lines, stream=None) -> None:
 
 
 def cmd_setup_cells(root: Path) -> int:
-    changes = sync_setup_cells(root)
+    changes = sync_setup_cells(root) + sync_nav(root)  # the nav cells' badges name the repository too
     _print_all(changes)
     report = sync_exercises(root)
     _print_all(f"{p}: written" for p in report.written)
@@ -633,9 +791,21 @@ def cmd_colab_links(root: Path) -> int:
     return 1 if problems else 0
 
 
+def cmd_nav(root: Path) -> int:
+    changes = sync_nav(root)
+    _print_all(changes)
+    report = sync_exercises(root)
+    _print_all(f"{p}: written" for p in report.written)
+    _print_all(report.problems, sys.stderr)
+    if not changes and not report.written:
+        print("navigation cells: all up to date")
+    return 1 if report.problems else 0
+
+
 def cmd_check(root: Path) -> int:
     problems = sync_setup_cells(root, check=True, folders=(LESSON_DIR, SOLUTION_DIR, EXERCISE_DIR))
     problems += sync_exercises(root, check=True).problems
+    problems += sync_nav(root, check=True)
     colab_problems, notes = sync_colab_links(root, check=True)
     problems += colab_problems
     for note in notes:
@@ -663,6 +833,9 @@ def cmd_execute(root: Path, paths: list[str], fast: bool, timeout: int) -> int:
         wall, errs = execute_notebook(path, root, fast=fast, timeout=timeout)
         print(f"  {rel(path, root)}: {wall:.1f} s" + ("  FAILED" if errs else ""), flush=True)
         problems += errs
+        if not errs and not fast:
+            record_runtime(root, rel(path, root), wall)  # a full run: the header's run-time line shows it
+            _print_all(sync_nav(root, only={rel(path, root)}))
     if any(p.parent == (root / SOLUTION_DIR).resolve() for p in targets):
         report = sync_exercises(root)
         _print_all(f"{p}: written" for p in report.written)
@@ -671,7 +844,7 @@ def cmd_execute(root: Path, paths: list[str], fast: bool, timeout: int) -> int:
     return 1 if problems else 0
 
 
-COMMANDS = ("setup-cells", "exercises", "execute", "colab-links", "check")
+COMMANDS = ("setup-cells", "exercises", "execute", "colab-links", "nav", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -682,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup-cells", help="rewrite the setup cell of every notebook, then regenerate exercises")
+    sub.add_parser("setup-cells", help="rewrite the setup cell and navigation cells of every notebook, then regenerate exercises")
     p_ex = sub.add_parser("exercises", help="generate exercises/ from solutions/")
     p_ex.add_argument("--check", action="store_true", help="write nothing; exit 1 if any exercise is stale/missing/extra")
     p_run = sub.add_parser("execute", help="run notebooks in a fresh kernel and save their outputs")
@@ -690,6 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell (default %(default)s)")
     p_run.add_argument("paths", nargs="*", help="notebooks to run (default: notebooks/ and solutions/)")
     sub.add_parser("colab-links", help="rewrite the Colab links table in README.md")
+    sub.add_parser("nav", help="rewrite each notebook's header (Colab badge, run time) and footer (next steps)")
     sub.add_parser("check", help="run every consistency check; write nothing")
     return parser
 
@@ -704,6 +878,8 @@ def run_command(args) -> int:
         return cmd_execute(root, args.paths, args.fast, args.timeout)
     if args.command == "colab-links":
         return cmd_colab_links(root)
+    if args.command == "nav":
+        return cmd_nav(root)
     return cmd_check(root)
 
 
