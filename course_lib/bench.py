@@ -181,4 +181,24 @@ def save_report(report: dict[str, Any], out: str | os.PathLike, markdown: str) -
     return path
 
 
-__all__ = ["time_fn", "compare", "hardware_info", "hardware_slug", "report_header", "save_report"]
+#: Where a saved report can be: the repository's folder (a checkout, an editable install), then the
+#: copy that a regular install of course_lib carries as package data (pyproject.toml maps it; Colab).
+RESULTS_FOLDERS = (Path(__file__).resolve().parents[1] / "benchmarks" / "results",
+                   Path(__file__).resolve().parent / "benchmark_results")
+
+
+def saved_reports(folders: tuple[Path, ...] = RESULTS_FOLDERS) -> dict[str, dict[str, Any]]:
+    """Every benchmark report saved by :func:`save_report`, ``{file stem: report}`` in name order,
+    from the first of ``folders`` that holds any. With none, prints one line that says what is
+    missing and why, and returns ``{}``, so a lesson's results section degrades to that line."""
+    for folder in folders:
+        files = sorted(Path(folder).glob("*.json"))
+        if files:
+            return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in files}
+    print("No saved benchmark results in this copy of the course: they live in the repository's "
+          "benchmarks/results/, which this install of course_lib does not carry (reinstall it from the "
+          "repository with pip, or clone it and run `python benchmarks/run_benchmarks.py`).")
+    return {}
+
+
+__all__ = ["time_fn", "compare", "hardware_info", "hardware_slug", "report_header", "save_report", "saved_reports"]
