@@ -1,7 +1,7 @@
 """The fast path of cached decoding: one token at a time, with the lookups done once.
 
 A decoding step of a small model is a few hundred tiny operations, and on a CPU most of its time is
-Python, not arithmetic. The general forward pass (``DecoderOnly.forward``) redoes per token and per
+Python, not arithmetic. The general forward pass (``DecoderOnly.forward``, ``EncoderDecoder.decode``) redoes per token and per
 layer work whose answer never changes between tokens: it finds each submodule by name (``self.norm1``,
 ``self.self_attn.in_proj``: on Python 3.11 each such read of an ``nn.Module`` first fails the normal
 attribute lookup, building and discarding an ``AttributeError``), calls three nested modules (block,
@@ -19,10 +19,17 @@ the same arithmetic as the blocks, written out flat. The whole GPT decoding step
         x = x + FFN(Norm₂(x))
     logits = Head(Norm_f(x))                                      (B, 1, V)
 
-It covers pre-norm decoders with learned, sinusoidal, rotary or no positions, full or grouped-query
-attention and any norm and FFN: the config options listed in :data:`_HANDLED`. Anything else
-(post-norm, T5's relative bias, QK-/V-norm, an option not on that list, training mode, attention being
-recorded, hooks on a module it skips, a subclass) takes the general path.
+An encoder-decoder's step adds one sublayer per layer, after self-attention: cross-attention of the
+new position over the encoder output's keys and values, computed by the first decoder call (BOS) and
+read from the cache ever after::
+
+        x = x + W_O · merge_heads(softmax(W_q·Norm_x(x) K_srcᵀ / √d_head + source padding) V_src)
+
+It covers pre-norm decoders (decoder-only, and the encoder-decoder's decoder) with learned, sinusoidal,
+rotary or no positions, full or grouped-query attention and any norm and FFN: the config options listed
+in :data:`_HANDLED`. Anything else (post-norm, T5's relative bias, QK-/V-norm, RoPE in cross-attention,
+an option not on that list, training mode, attention being recorded, hooks on a module it skips, a
+subclass) takes the general path.
 Both give the same logits bit for bit: ``tests/test_fast_decode.py`` checks it config by config.
 """
 from __future__ import annotations
@@ -31,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention
-from .blocks import DecoderBlock, DecoderCache
-from .models import DecoderOnly
+from .attention import MultiHeadAttention, scaled_dot_product_attention
+from .blocks import CrossDecoderBlock, DecoderBlock, DecoderCache
+from .models import DecoderOnly, EncoderDecoder
 
 
 def _hooked(m: nn.Module) -> bool:
@@ -60,50 +67,87 @@ def _config_handled(cfg) -> bool:
     return all(name in _HANDLED and (_HANDLED[name] is _ANY or value in _HANDLED[name]) for name, value in vars(cfg).items())
 
 
-class FlatDecoder:
-    """Cached decoding steps of a :class:`DecoderOnly` with its modules looked up once.
+def _decoder_parts(model: nn.Module):
+    """(block class, blocks, token embedding, final norm) of a decoder-only model or an encoder-decoder's decoder."""
+    if type(model) is DecoderOnly:
+        return DecoderBlock, model.blocks, model.embed, model.norm
+    return CrossDecoderBlock, model.decoder, model.tgt_embed, model.dec_norm
 
-    ``FlatDecoder(model).step(token (B, 1), cache)`` returns the logits ``(B, V)`` of the next token
-    and appends this position's keys and values to ``cache`` (filled by a prefill through the
-    general ``model(prompt, cache=cache)``). Use :meth:`supports` first.
+
+def _repeat_kv(k: Tensor, v: Tensor, h: int) -> tuple[Tensor, Tensor]:
+    """Grouped-query attention: each of the ``k.shape[1]`` K/V heads serves ``h / k.shape[1]`` query heads."""
+    if k.shape[1] == h:
+        return k, v
+    return k.repeat_interleave(h // k.shape[1], dim=1), v.repeat_interleave(h // k.shape[1], dim=1)
+
+
+class FlatDecoder:
+    """Cached decoding steps of a :class:`DecoderOnly` or of an :class:`EncoderDecoder`'s decoder,
+    with their modules looked up once.
+
+    ``FlatDecoder(model).step(token (B, 1), cache, context_mask)`` returns the logits ``(B, V)`` of the
+    next token and appends this position's keys and values to ``cache`` (filled by a prefill through the
+    general ``model(prompt, cache=cache)``, or by the encoder-decoder's first ``model.decode(bos, ...,
+    cache=cache)``, which also stores the source's cross-attention keys/values). ``context_mask`` is the
+    source padding mask ``(B, 1, 1, S)`` of an encoder-decoder (None: no padding). Use :meth:`supports` first.
     """
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
         """Whether the flat step computes exactly what ``model``'s forward pass would: a plain
-        :class:`DecoderOnly` (not a subclass) in eval mode, every config option in :data:`_HANDLED`,
-        no hooks on the modules it skips, and no attention being recorded."""
-        if type(model) is not DecoderOnly or model.training or _hooked(model) or not _config_handled(model.cfg):
+        :class:`DecoderOnly` or :class:`EncoderDecoder` (not a subclass) in eval mode, every config option
+        in :data:`_HANDLED` (and no RoPE in cross-attention), no hooks on the modules it skips, and no
+        attention being recorded."""
+        if type(model) not in (DecoderOnly, EncoderDecoder) or model.training or _hooked(model) or not _config_handled(model.cfg):
             return False
-        for block in model.blocks:
-            attn = block.self_attn
-            if type(block) is not DecoderBlock or type(attn) is not MultiHeadAttention or _hooked(block) or _hooked(attn):
+        if type(model) is EncoderDecoder and model.cfg.rope_cross:
+            return False
+        block_type, blocks, _, _ = _decoder_parts(model)
+        for block in blocks:
+            attns = [block.self_attn] + ([block.cross_attn] if block_type is CrossDecoderBlock else [])
+            if type(block) is not block_type or _hooked(block):
                 return False
-            if attn.record or attn.max_logit_log is not None:
-                return False
+            for attn in attns:
+                if type(attn) is not MultiHeadAttention or _hooked(attn) or attn.record or attn.max_logit_log is not None:
+                    return False
         return True
 
-    def __init__(self, model: DecoderOnly) -> None:
+    def __init__(self, model: DecoderOnly | EncoderDecoder) -> None:
         if not self.supports(model):
-            raise ValueError("FlatDecoder only runs a pre-norm DecoderOnly in eval mode without QK-/V-norm, "
+            raise ValueError("FlatDecoder only runs a pre-norm DecoderOnly or EncoderDecoder in eval mode without QK-/V-norm, "
                              "relative position bias, hooks or attention recording; use the model's forward pass.")
-        self.embed, self.rope, self.norm, self.head = model.embed, model.rope, model.norm, model.head
-        self.layers = [(b.norm1, b.self_attn.in_proj, b.self_attn.out_proj, b.norm2, b.ffn, b.self_attn) for b in model.blocks]
+        _, blocks, self.embed, self.norm = _decoder_parts(model)
+        self.rope, self.head = model.rope, model.head
+        self.layers = []
+        for b in blocks:
+            cross = None
+            if b.cross_attn is not None:  # W_Q is the first d_model rows of in_proj (W_K, W_V made the cached keys/values)
+                c, d = b.cross_attn, b.cross_attn.d_model
+                w, bias = c.in_proj.weight, c.in_proj.bias
+                cross = (b.norm_cross, w[:d], None if bias is None else bias[:d], c.out_proj, c)
+            self.layers.append((b.norm1, b.self_attn.in_proj, b.self_attn.out_proj, b.norm2, b.ffn, b.self_attn, cross))
 
-    def step(self, token: Tensor, cache: DecoderCache) -> Tensor:
+    def step(self, token: Tensor, cache: DecoderCache, context_mask: Tensor | None = None) -> Tensor:
         """``token (B, 1)`` at position ``len(cache)`` -> next-token logits ``(B, V)``."""
         past = len(cache)
         x = self.embed(token, start=past)  # (B, 1, d)
         positions = None if self.rope is None else torch.arange(past, past + 1, device=token.device)
-        for (norm1, in_proj, out_proj, norm2, ffn, attn), layer_cache in zip(self.layers, cache):
+        for (norm1, in_proj, out_proj, norm2, ffn, attn, cross), layer_cache in zip(self.layers, cache):
             h, h_kv = attn.n_heads, attn.n_kv_heads
             q, k, v = attn._heads(in_proj(norm1(x))).split_with_sizes([h, h_kv, h_kv], dim=1)  # (B, heads, 1, d_head)
             if positions is not None:
                 q, k = self.rope(q, positions), self.rope(k, positions)
-            k, v = layer_cache["self"].append(k, v)  # (B, h_kv, past + 1, d_head)
-            if h_kv != h:  # grouped-query attention: each K/V head serves h / h_kv query heads
-                k, v = k.repeat_interleave(h // h_kv, dim=1), v.repeat_interleave(h // h_kv, dim=1)
+            k, v = _repeat_kv(*layer_cache["self"].append(k, v), h)  # (B, h, past + 1, d_head)
             a = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # one query, every key visible: no mask
             x = x + out_proj(a.transpose(1, 2).flatten(2))  # merge the heads, W_O
+            if cross is not None:  # the new position reads the source: keys/values cached by the first decoder call
+                norm_x, w_q, b_q, out_x, attn_x = cross
+                q = attn_x._heads(F.linear(norm_x(x), w_q, b_q))  # (B, h, 1, d_head)
+                k, v = _repeat_kv(layer_cache["cross"].k, layer_cache["cross"].v, h)  # (B, h, S, d_head)
+                if context_mask is None:  # no padded source token: nothing to hide
+                    a = F.scaled_dot_product_attention(q, k, v, scale=attn_x.scale)
+                else:  # the library's attention: it also answers a source of padding only with zeros, as the general path
+                    a = scaled_dot_product_attention(q, k, v, context_mask, scale=attn_x.scale)
+                x = x + out_x(a.transpose(1, 2).flatten(2))
             x = x + ffn(norm2(x))
         return self.head(self.norm(x))[:, -1]

@@ -9,9 +9,9 @@ A :class:`DecodingSession` hides the difference between the two decoders:
 
 :func:`generate`, :func:`beam_search`, :mod:`course_lib.latency` and the lessons all decode through it.
 With ``use_cache=False`` each step recomputes the whole sequence, the slow reference that
-cached decoding must match token for token. With the cache, a plain pre-norm decoder-only model
-takes the fast path of :mod:`course_lib.fast_decode` for its steps (same logits, less Python per
-token); ``fast_path=False`` keeps every step on the general forward pass.
+cached decoding must match token for token. With the cache, a plain pre-norm decoder (decoder-only,
+or an encoder-decoder's) takes the fast path of :mod:`course_lib.fast_decode` for its steps (same
+logits, less Python per token); ``fast_path=False`` keeps every step on the general forward pass.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class DecodingSession:
     read so far (``n_prompt`` of them the prompt's: P for a decoder-only model, 0 for an
     encoder-decoder, whose source sits in cross-attention). ``use_cache=False`` keeps no cache: every
     step re-reads the whole sequence, the slow reference that cached decoding must match token for
-    token. With the cache, a plain pre-norm decoder-only model steps through
+    token. With the cache, a plain pre-norm decoder (either family) steps through
     :class:`~course_lib.fast_decode.FlatDecoder` (the same logits, less Python per token);
     ``fast_path=False`` keeps every step on the general forward pass.
     """
@@ -93,7 +93,7 @@ class DecodingSession:
         """Append ``token (B,)`` and return logits ``(B, V)`` for the next one."""
         new = token[:, None]
         if self.flat is not None:
-            return self.flat.step(new, self.cache)
+            return self.flat.step(new, self.cache, self.src_mask if self.encoder_decoder else None)
         if not self.use_cache:  # only the uncached reference re-reads the whole sequence
             self.seq = torch.cat([self.seq, new], dim=1)
         return self._logits(new)

@@ -118,8 +118,12 @@ def test_training_mode_subclasses_and_other_families_are_not_supported():
     class Custom(DecoderOnly):
         pass
 
+    class CustomSeq2Seq(EncoderDecoder):
+        pass
+
     assert not FlatDecoder.supports(Custom(ModelConfig(**BASE)).eval())
-    assert not FlatDecoder.supports(EncoderDecoder(ModelConfig(**BASE)).eval())
+    assert not FlatDecoder.supports(CustomSeq2Seq(ModelConfig(**BASE)).eval())
+    assert not FlatDecoder.supports(EncoderDecoder(ModelConfig(**BASE)).train())
     assert not FlatDecoder.supports(EncoderOnly(ModelConfig(**BASE)).eval())
 
 
@@ -177,4 +181,97 @@ def test_max_logit_recording_takes_the_general_path():
         assert not FlatDecoder.supports(model)
         generate(model, torch.full((1, 4), 5), 3, eos_id=None)
     assert len(log) == 3 * BASE["n_layers"]  # the prefill and two steps, every layer: none skipped by the flat step
+    assert FlatDecoder.supports(model)
+
+
+# ---------------------------------------------------------------- the encoder-decoder's decoder steps
+
+ED_SUPPORTED = {k: SUPPORTED[k] for k in ("gpt (learned positions, LayerNorm, GELU)", "llama (RoPE, RMSNorm, SwiGLU, GQA, no bias)",
+                                          "multi-query attention", "no positions, unscaled attention, untied head")}
+ED_UNSUPPORTED = {**UNSUPPORTED, "RoPE in cross-attention": dict(pos="rope", rope_cross=True)}
+SRC = torch.tensor([[5, 6, 7, 8, 9, 10], [3, 4, 5, 0, 0, 0], [9, 8, 0, 0, 0, 0]])  # rows 2 and 3 padded
+
+
+def _encdec(**kw) -> EncoderDecoder:
+    torch.manual_seed(0)
+    model = EncoderDecoder(ModelConfig(**{**BASE, **kw})).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded source", "padded source"])
+@pytest.mark.parametrize("kw", ED_SUPPORTED.values(), ids=ED_SUPPORTED.keys())
+def test_encoder_decoder_flat_step_equals_decode_bit_for_bit(kw, padded):
+    model = _encdec(**kw)
+    assert FlatDecoder.supports(model)
+    flat = FlatDecoder(model)
+    src = SRC if padded else SRC[:, :2]
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        memory, mask = model.encode_for_decoding(src)
+        assert (mask is None) == (not padded)
+        cache_flat, cache_ref = model.new_cache(), model.new_cache()
+        bos = torch.ones(3, 1, dtype=torch.long)
+        model.decode(bos, memory, mask, cache=cache_flat)  # the first call fills the cross-attention K/V
+        model.decode(bos, memory, mask, cache=cache_ref)
+        for _ in range(18):
+            token = torch.randint(3, BASE["vocab_size"], (3, 1), generator=g)
+            fast, ref = flat.step(token, cache_flat, mask), model.decode(token, memory, mask, cache=cache_ref)[:, -1]
+            assert torch.equal(fast, ref)
+    for a, b in zip(cache_flat, cache_ref):
+        assert torch.equal(a["self"].k, b["self"].k) and a["cross"].k is not None and torch.equal(a["cross"].k, b["cross"].k)
+
+
+@pytest.mark.parametrize("kw", ED_SUPPORTED.values(), ids=ED_SUPPORTED.keys())
+def test_encoder_decoder_generate_and_beam_search_give_the_same_tokens_on_both_paths(kw):
+    model = _encdec(**kw)
+    fast = generate(model, SRC, 16, eos_id=None)
+    assert torch.equal(fast, generate(model, SRC, 16, eos_id=None, fast_path=False))
+    assert torch.equal(fast, generate(model, SRC, 16, eos_id=None, use_cache=False))
+    beams = lambda fp: beam_search(model, SRC, 10, beam_size=3, fast_path=fp)
+    assert torch.equal(beams(True), beams(False))
+
+
+def _decode_calls(monkeypatch, model, **kw) -> int:
+    calls = []
+    original = EncoderDecoder.decode
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(EncoderDecoder, "decode", counting)
+        generate(model, SRC, 10, eos_id=None, **kw)
+    return len(calls)
+
+
+def test_the_fast_path_is_taken_for_a_plain_encoder_decoder(monkeypatch):
+    model = _encdec()
+    assert _decode_calls(monkeypatch, model) == 1  # BOS (it fills the cross-attention cache); the 9 steps are flat
+    assert _decode_calls(monkeypatch, model, fast_path=False) == 10
+
+
+@pytest.mark.parametrize("kw", ED_UNSUPPORTED.values(), ids=ED_UNSUPPORTED.keys())
+def test_other_encoder_decoders_take_the_general_path(monkeypatch, kw):
+    model = _encdec(**kw)
+    assert not FlatDecoder.supports(model)
+    assert _decode_calls(monkeypatch, model) == 10
+    assert torch.equal(generate(model, SRC, 12, eos_id=None), generate(model, SRC, 12, eos_id=None, use_cache=False))
+
+
+@pytest.mark.parametrize("where", ["cross_attn", "decoder block"])
+def test_hooks_and_recording_on_the_encoder_decoder_take_the_general_path(where):
+    model = _encdec()
+    target = model.decoder[0].cross_attn if where == "cross_attn" else model.decoder[1]
+    handle = target.register_forward_hook(lambda *a: None)
+    assert not FlatDecoder.supports(model)
+    handle.remove()
+    with recording_attention(model) as maps:
+        assert not FlatDecoder.supports(model)
+        generate(model, SRC, 4, eos_id=None)
+    assert maps["decoder.0.cross_attn"].shape == (3, BASE["n_heads"], 1, SRC.shape[1])  # the last step's weights were kept
     assert FlatDecoder.supports(model)

@@ -294,21 +294,24 @@ def test_recording_attention_takes_the_explicit_path_and_records_causal_weights(
 
 def test_beam_search_does_not_copy_the_encoder_memory_or_cross_kv(monkeypatch):
     """Beams of one input share their source: once the cross-attention cache holds the encoder's
-    keys/values, neither the memory nor those keys/values are copied when the beams are reordered."""
+    keys/values, neither the memory nor those keys/values are copied when the beams are reordered
+    (on the fast path and on the general one)."""
+    from course_lib.generation import DecodingSession
+
     model = _model(EncoderDecoder)
     src = _tokens(2, 7, seed=5)
     src[1, 4:] = PAD
-    seen = []
-    real_decode = EncoderDecoder.decode
+    real_step = DecodingSession.step
+    for fast_path in (True, False):
+        seen = []
 
-    def spy_decode(self, tgt_in, memory, src_mask, *, cache=None):
-        out = real_decode(self, tgt_in, memory, src_mask, cache=cache)
-        seen.append((memory.data_ptr(), [layer["cross"].k.data_ptr() for layer in cache]))
-        return out
+        def spy_step(self, token):
+            out = real_step(self, token)
+            seen.append((self.memory.data_ptr(), tuple(layer["cross"].k.data_ptr() for layer in self.cache)))
+            return out
 
-    monkeypatch.setattr(EncoderDecoder, "decode", spy_decode)
-    got = beam_search(model, src, 8, beam_size=3, eos_id=None)
-    monkeypatch.undo()
-    assert len(seen) == 8
-    assert len({m for m, _ in seen}) == 1 and len({tuple(c) for _, c in seen}) == 1
-    assert torch.equal(got, beam_search(model, src, 8, beam_size=3, eos_id=None, use_cache=False))
+        with monkeypatch.context() as m:
+            m.setattr(DecodingSession, "step", spy_step)
+            got = beam_search(model, src, 8, beam_size=3, eos_id=None, fast_path=fast_path)
+        assert len(seen) == 7 and len(set(seen)) == 1, seen  # every step read the same tensors
+        assert torch.equal(got, beam_search(model, src, 8, beam_size=3, eos_id=None, use_cache=False))
