@@ -149,19 +149,22 @@ def format_duration(seconds: float) -> str:
     return f"about {minutes} min" if minutes < 60 else f"about {minutes // 60} h {minutes % 60:02d} min"
 
 
-def render_header(notebook_path: str, run_time: dict | None = None, measured_as: str | None = None) -> str:
+def render_header(notebook_path: str, run_time: dict | None = None, measured_as: str | None = None,
+                  fast_mode_hint: bool = True) -> str:
     """The header cell: the "Open in Colab" badge, then (when measured) the full-mode run time.
 
     ``run_time``: ``{"seconds", "machine", "date"}`` as ``sync_notebooks.py execute`` records it;
     None leaves the line out (a number is never invented). ``measured_as``: the notebook that was
-    timed, when it is another one (an exercise is timed through its solution).
+    timed, when it is another one (an exercise is timed through its solution). ``fast_mode_hint``:
+    point to lesson 00's note on fast mode (off in lesson 00 itself).
     """
     parts = [HEADER_MARKER, colab_badge_markdown(notebook_path)]
     if run_time:
         what = f", timed on its worked solution `{measured_as}`" if measured_as else ""
+        hint = " `COURSE_FAST=1` gives a quick pass: see lesson 00." if fast_mode_hint else ""
         parts.append(
             f"*Run time: {format_duration(run_time['seconds'])} top to bottom in full mode on {run_time['machine']} "
-            f"(measured {run_time['date']}{what}). `COURSE_FAST=1` gives a quick pass: see lesson 00.*"
+            f"(measured {run_time['date']}{what}).{hint}*"
         )
     return "\n\n".join(parts)
 

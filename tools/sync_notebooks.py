@@ -431,7 +431,7 @@ def record_runtime(root: Path, relpath: str, seconds: float) -> None:
     from course_lib.bench import hardware_info
 
     info = hardware_info()
-    machine = f"{info['cpu']} ({info['cpu_cores_usable']} cores)" + (f" with {info['gpu']}" if info.get("gpu") else "")
+    machine = f"{info['cpu']}, {info['cpu_cores_usable']} cores" + (f", {info['gpu']}" if info.get("gpu") else "")
     runtimes = load_runtimes(root)
     runtimes[relpath] = {"seconds": round(seconds, 1), "machine": machine, "date": time.strftime("%Y-%m-%d"),
                          "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
@@ -481,7 +481,7 @@ def nav_plan(root: Path) -> dict[str, NavCells]:
         relpath = f"{LESSON_DIR}/{path.name}"
         sol = practice.get(_number(path))
         exercise = (f"{EXERCISE_DIR}/{sol.name}", titles[sol]) if sol else None
-        plan[relpath] = NavCells(render_header(relpath, runtimes.get(relpath)),
+        plan[relpath] = NavCells(render_header(relpath, runtimes.get(relpath), fast_mode_hint=path != lessons[0]),
                                  render_footer(relpath, exercise, next_lesson(_number(path))))
     for path in solutions:
         sol_rel, ex_rel = f"{SOLUTION_DIR}/{path.name}", f"{EXERCISE_DIR}/{path.name}"
