@@ -430,7 +430,18 @@ def sentence_embeddings(model: EncoderOnly, tokenizer, sentences: list[str]) -> 
     return model.sentence_embedding(tokenize(tokenizer, sentences).to(next(model.parameters()).device))
 
 
+def __getattr__(name: str):
+    # GGUF files (llama.cpp's format) are read by course_lib.gguf_loader, which builds on from_hf above;
+    # importing it on first use here, not at the top, avoids a circular import
+    if name in ("load_gguf", "load_smollm2", "find_smollm2"):
+        from . import gguf_loader
+
+        return getattr(gguf_loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "UnsupportedCheckpoint", "read_checkpoint", "from_hf", "load_pretrained", "generation_ids",
     "minilm_path", "minilm_available", "load_minilm", "tokenize", "sentence_embeddings", "FAMILIES",
+    "load_gguf", "load_smollm2", "find_smollm2",
 ]
