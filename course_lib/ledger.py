@@ -51,7 +51,9 @@ CLAIMS: dict[int, str] = {
     4: "An encoder-decoder is more efficient than a causal LM on transformation (input -> output) tasks.",
     5: "Most retrieval embedding models are encoder-only.",
     6: "(a) At equal parameters a decoder-only model needs about 2x the training FLOPs per sequence; "
-       "(b) to reach a given perplexity the two need similar compute (curves nearly overlap).",
+       "(b) to reach a given perplexity the two need similar training compute (arXiv 2510.26622: on a "
+       "training-FLOPs axis the quality gap almost disappears, section 5; in its compute-optimal fit, Fig. 3, "
+       "the encoder-decoder has a slight edge at low compute and the decoder-only model leads as compute grows).",
     7: "At equal parameters an encoder-decoder needs about half the inference FLOPs per sequence and a smaller KV cache.",
     8: "Encoder-decoder perplexity degrades more smoothly beyond the training length.",
     9: "Locality decay: decoder self-attention mass near the diagonal falls with position (more for decoder-only); "
@@ -308,7 +310,7 @@ VERDICT_RULE = """\
    it can see) or at its ceiling (the task saturates): cannot be shown at toy scale.
 3. Direction, the same test both ways. The effect is clear only when its spread leaves no doubt
    about its sign: two independent groups must not overlap (every run of one side beats every run
-   of the other); paired runs or per-run effects must have a mean more than twice their standard
+   of the other, by more than the measure's resolution, e.g. the check interval of a step count); paired runs or per-run effects must have a mean more than twice their standard
    deviation away from no effect. Clear in the claimed direction: supported; clear in the other
    direction: contradicted at toy scale; otherwise: no clear difference (neither side wins).
 4. Size. A claim that names a size ("a lot") needs an effect of at least that size; a clear effect
@@ -413,6 +415,7 @@ def judge(
     paired: bool = False,
     null: float = 0.0,
     min_effect: float = 0.0,
+    resolution: float = 0.0,
     floor: float | None = None,
     ceiling: float | None = None,
     min_seeds: int = MIN_SEEDS,
@@ -432,7 +435,8 @@ def judge(
 
     ``higher_is_better``: which way the measure is good (a loss: False). ``what``: the measure, e.g.
     ``"validation BLEU"``. ``names``: the two sides as the reason should name them. ``min_effect``: the size the
-    claim names (in the measure's units, from ``null``). ``floor`` / ``ceiling``: the values at and beyond which
+    claim names (in the measure's units, from ``null``). ``resolution``: two groups must be further apart than
+    this to count as not overlapping (a step count checked every 50 steps: 50). ``floor`` / ``ceiling``: the values at and beyond which
     the measure stops telling models apart (e.g. exact match 5% / 99%); not for per-run effects.
     ``part``: "a", "b"... for a part of a two-part claim. Returns a :class:`Verdict`; NaN input is refused."""
     _check_seeds(min_seeds)
@@ -464,16 +468,17 @@ def judge(
     effect = statistics.mean(a) - statistics.mean(b) if finite else sign * (min(good_a) - min(good_b))
     numbers |= {"effect": effect, "spread_claimed": [min(a), max(a)], "spread_other": [min(b), max(b)]}
     shown = f"{what}: {names[0]} {spread(a, fmt)} vs {names[1]} {spread(b, fmt)} over {len(a)} + {len(b)} runs"
-    if min(good_a) > max(good_b):
+    if min(good_a) - max(good_b) > resolution:
         if min_effect and abs(effect) < min_effect:
             return Verdict("nuanced", f"{shown}; every run of {names[0]} is better, but by {_num(abs(effect), fmt)}, "
                                       f"less than the claimed {_num(min_effect, fmt)}.", part, numbers)
         return Verdict("supported", f"{shown}; every run of {names[0]} is better than every run of {names[1]}.",
                        part, numbers)
-    if min(good_b) > max(good_a):
+    if min(good_b) - max(good_a) > resolution:
         return Verdict("contradicted at toy scale",
                        f"{shown}; every run of {names[1]} is better than every run of {names[0]}.", part, numbers)
-    return Verdict("no clear difference", f"{shown}; the runs overlap, so neither side wins.", part, numbers)
+    overlap = "overlap" if not resolution else f"overlap or lie within the resolution ({_num(resolution, fmt)})"
+    return Verdict("no clear difference", f"{shown}; the runs {overlap}, so neither side wins.", part, numbers)
 
 
 def _judge_effects(effects: list[float], null: float, higher_is_better: bool, min_effect: float, min_seeds: int,
@@ -549,14 +554,14 @@ def combine_parts(verdicts: Sequence[str]) -> str:
     return verdicts[0] if len(set(verdicts)) == 1 else "nuanced"
 
 
-def _plain(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
     """``x`` with infinite floats written as the strings ``"inf"`` / ``"-inf"`` (strict JSON has no infinity)."""
     if isinstance(x, float) and math.isinf(x):
         return "inf" if x > 0 else "-inf"
     if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [json_safe(v) for v in x]
     return x
 
 
@@ -567,7 +572,7 @@ def _judged_fields(verdict: Any) -> dict[str, Any]:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
         return {"verdict": verdict}
     if isinstance(verdict, Verdict):
-        return {"verdict": verdict.verdict, "reason": verdict.reason, "judged": _plain(verdict.numbers)}
+        return {"verdict": verdict.verdict, "reason": verdict.reason, "judged": json_safe(verdict.numbers)}
     parts = list(verdict) if isinstance(verdict, (list, tuple)) else None
     if not parts or not all(isinstance(v, Verdict) for v in parts):
         raise ValueError(f"verdict must be one of {VERDICTS}, a Verdict from judge(), or a list of Verdicts (one per "
@@ -578,7 +583,7 @@ def _judged_fields(verdict: Any) -> dict[str, Any]:
     if not all(labels) or len(set(labels)) != len(labels):
         raise ValueError(f"the Verdicts of a multi-part claim need distinct part labels (judge(..., part='a')); got {labels}.")
     return {"verdict": combine_parts([v.verdict for v in parts]),
-            "parts": {v.part: {"verdict": v.verdict, "reason": v.reason, "judged": _plain(v.numbers)} for v in parts}}
+            "parts": {v.part: {"verdict": v.verdict, "reason": v.reason, "judged": json_safe(v.numbers)} for v in parts}}
 
 
 def _validate_parts(where: str, entry: dict[str, Any]) -> None:

@@ -122,6 +122,16 @@ def test_a_diverged_run_ranks_last():
     assert v.verdict == SUP and "inf" in v.reason
 
 
+def test_groups_closer_than_the_resolution_do_not_count():
+    """Lesson 05's step counts, checked every 50 steps: 650-700 vs 750-850 are one check apart."""
+    ed, dec = [650, 650, 700], [750, 850, 750]
+    assert judge(ed, dec, higher_is_better=False, what="steps").verdict == SUP
+    v = judge(ed, dec, higher_is_better=False, what="steps to BLEU 95", resolution=50)
+    assert v.verdict == NONE and "resolution (50)" in v.reason
+    assert judge(dec, ed, higher_is_better=False, what="steps", resolution=50).verdict == NONE
+    assert judge([600, 620, 640], dec, higher_is_better=False, what="steps", resolution=50).verdict == SUP
+
+
 # --------------------------------------------------------------------------- rule 4: size
 
 
