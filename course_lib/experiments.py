@@ -29,12 +29,14 @@ from torch import Tensor, nn
 
 from . import redllm
 from .config import ModelConfig
+from .ledger import Verdict, judge
 from .models import DecoderOnly
 from .runtime import seed_everything
 from .train import TrainConfig, train
 from .translate import collate_decoder, collate_encdec, loss_for, translate_ids
 
 __all__ = [
+    "SIMILAR_COMPUTE",
     "pretrain_config",
     "pretrain",
     "continuation_ppl",
@@ -44,10 +46,15 @@ __all__ = [
     "length_extrapolation",
     "NORM_PIECES",
     "norm_ablation",
+    "norm_verdicts",
     "FINETUNE_TASKS",
     "finetune_pairs",
     "biattn_finetune",
 ]
+
+
+#: What claim 6(b)'s "similar compute" allows (lessons 05 and 07): a compute ratio within a factor 1.5 either way.
+SIMILAR_COMPUTE = (2 / 3, 1.5)
 
 
 # ----------------------------------------------------------------------------------------- pretraining
@@ -195,6 +202,21 @@ def norm_ablation(vocab_size: int, chunks: Tensor, valid: Tensor, *, seeds: Sequ
             loss[name].append(value if math.isfinite(value) else math.inf)
             max_logit[name].append(max((v for v in log if math.isfinite(v)), default=math.inf))
     return {"valid_loss": loss, "max_logit": max_logit, "lr": lr, "steps": steps, "seeds": list(seeds)}
+
+
+def norm_verdicts(result: dict) -> list[Verdict]:
+    """Claim 11's parts from :func:`norm_ablation`, each by :func:`course_lib.ledger.judge` (lower is better):
+    ``"QK-norm: logits"`` (the largest attention logit, Wortsman et al.'s proxy for attention-logit growth), then
+    ``"<piece>: loss"`` for each of :data:`NORM_PIECES` (validation loss after training at the ablation's rate)."""
+    full, lr = "full recipe", result["lr"]
+    verdicts = [judge(result["max_logit"][full], result["max_logit"]["without QK-norm"], higher_is_better=False,
+                      names=("with", "without"), part="QK-norm: logits",
+                      what=f"largest attention logit in training at lr {lr:g}, recipe with / without QK-norm")]
+    for piece in NORM_PIECES:
+        verdicts.append(judge(result["valid_loss"][full], result["valid_loss"][f"without {piece}"], higher_is_better=False,
+                              names=("with", "without"), part=f"{piece}: loss",
+                              what=f"validation loss after training at lr {lr:g}, recipe with / without {piece}"))
+    return verdicts
 
 
 # ----------------------------------------------------------------------------------------- claim 10

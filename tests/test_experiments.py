@@ -128,3 +128,16 @@ def test_the_sort_task_is_scored_by_hand(monkeypatch):
     s = ex._scores(torch.nn.Linear(1, 1), "decoder", test, 5)
     assert s["exact"] == pytest.approx(100 / 3)
     assert s["token_acc"] == pytest.approx(100 * (1 + 0.5 + 1) / 3)
+
+
+def test_norm_verdicts_judge_each_piece_on_its_own_measure():
+    r = {"lr": 0.1,
+         "valid_loss": {"full recipe": [2.6, 2.7, 2.7], "without QK-norm": [2.9, 3.3, 3.0],
+                        "without V-norm": [2.4, 2.5, 2.55], "without output norm": [2.7, 2.6, 2.7]},
+         "max_logit": {"full recipe": [15.0, 12.0, 15.0], "without QK-norm": [590.0, 716.0, 989.0],
+                       "without V-norm": [14.0, 10.0, 9.0], "without output norm": [8.0, 11.0, 9.0]}}
+    vs = ex.norm_verdicts(r)
+    assert [(v.part, v.verdict) for v in vs] == [
+        ("QK-norm: logits", "supported"), ("QK-norm: loss", "supported"),
+        ("V-norm: loss", "contradicted at toy scale"), ("output norm: loss", "no clear difference")]
+    assert "lr 0.1" in vs[0].reason and "with 14 (12-15) vs without 765 (590-989)" in vs[0].reason
