@@ -181,6 +181,8 @@ def render_header(notebook_path: str, run_time: dict | None = None, measured_as:
     parts = [HEADER_MARKER, colab_badge_markdown(notebook_path)]
     if run_time:
         what = f", timed on its worked solution `{measured_as}`" if measured_as else ""
+        if (run_time.get("load_average_1min") or 0) > run_time.get("cores", float("inf")):
+            what += "; the machine was busy, so an upper bound"  # other work shared the cores
         hint = " `COURSE_FAST=1` gives a quick pass: see lesson 00." if fast_mode_hint else ""
         parts.append(
             f"*Run time: {format_duration(run_time['seconds'])} top to bottom in full mode on {run_time['machine']} "

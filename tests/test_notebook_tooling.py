@@ -714,6 +714,15 @@ def test_format_duration_rounds_to_what_a_learner_needs():
         colab.format_duration(-1)
 
 
+def test_header_run_time_line_only_when_measured_and_flagged_when_the_machine_was_busy():
+    assert "Run time" not in colab.render_header("notebooks/01_a.ipynb", None)
+    run = {"seconds": 130, "machine": "Some CPU, 2 cores", "cores": 2, "date": "2026-01-02", "load_average_1min": 0.5}
+    quiet = colab.render_header("notebooks/01_a.ipynb", run)
+    assert "*Run time: about 2 min top to bottom in full mode on Some CPU, 2 cores (measured 2026-01-02)." in quiet
+    assert "see lesson 00" in quiet and "see lesson 00" not in colab.render_header("notebooks/00.ipynb", run, fast_mode_hint=False)
+    assert "busy, so an upper bound" in colab.render_header("notebooks/01_a.ipynb", {**run, "load_average_1min": 7.9})
+
+
 _MD_LINK = re.compile(r"\]\(([^)\s]+\.ipynb)\)")
 
 

@@ -433,7 +433,8 @@ def record_runtime(root: Path, relpath: str, seconds: float) -> None:
     info = hardware_info()
     machine = f"{info['cpu']}, {info['cpu_cores_usable']} cores" + (f", {info['gpu']}" if info.get("gpu") else "")
     runtimes = load_runtimes(root)
-    runtimes[relpath] = {"seconds": round(seconds, 1), "machine": machine, "date": time.strftime("%Y-%m-%d"),
+    runtimes[relpath] = {"seconds": round(seconds, 1), "machine": machine, "cores": info["cpu_cores_usable"],
+                         "date": time.strftime("%Y-%m-%d"),
                          "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     text = json.dumps(dict(sorted(runtimes.items())), indent=1, ensure_ascii=False) + "\n"
     write_if_changed(root / RUNTIMES_FILE, text)
