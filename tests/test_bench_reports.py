@@ -33,3 +33,45 @@ def test_saved_reports_without_any_say_what_is_missing_in_one_line(tmp_path, cap
 def test_the_repository_results_are_found_first():
     assert bench.RESULTS_FOLDERS[0] == ROOT / "benchmarks" / "results"
     assert set(bench.saved_reports()) == {p.stem for p in (ROOT / "benchmarks" / "results").glob("*.json")}
+
+
+# ------------------------------------------------------------------ the copy a regular install carries
+
+
+def _pyproject_setuptools() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+
+
+def test_pyproject_lists_every_package_and_maps_the_results_folder():
+    config = _pyproject_setuptools()
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "course_lib").rglob("__init__.py")}
+    assert set(config["packages"]) == on_disk | {"course_lib.benchmark_results"}, "a new subpackage must be listed"
+    assert config["package-dir"]["course_lib.benchmark_results"] == "benchmarks/results"
+    assert bench.RESULTS_FOLDERS[1] == ROOT / "course_lib" / "benchmark_results"  # where that install puts it
+
+
+def test_a_wheel_of_the_course_carries_the_benchmark_results(tmp_path):
+    """What pip builds from the repository (as Colab's setup cell does) holds every saved report."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    import pytest
+
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "course_lib", src / "course_lib", ignore=shutil.ignore_patterns("__pycache__", "benchmark_results"))
+    shutil.copytree(ROOT / "benchmarks" / "results", src / "benchmarks" / "results")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                          str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("course_lib-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"course_lib/benchmark_results/{p.name}" for p in (ROOT / "benchmarks" / "results").glob("*.json")}
+    assert expected and expected <= names
+    assert "course_lib/checks/__init__.py" in names and "course_lib/bench.py" in names
