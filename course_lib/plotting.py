@@ -33,6 +33,19 @@ STYLE = {
 
 MASK_CMAP = "Blues"
 ATTENTION_CMAP = "viridis"
+
+#: One colour per family in every figure of the course (matplotlib's default cycle: blue, orange, green, red),
+#: so that a colour means the same family from lesson to lesson. Keys: :class:`~course_lib.families.Family` values.
+FAMILY_COLORS = {"encoder-only": "tab:blue", "decoder-only": "tab:orange", "encoder-decoder": "tab:green",
+                 "prefix-lm": "tab:red"}
+
+
+def family_color(family: str) -> str:
+    """The course's colour for ``family``, in any spelling :class:`~course_lib.families.Family` accepts
+    (``"encoder-decoder"``, ``"encdec"``, ``"prefix-LM"``, ...)."""
+    from .families import Family  # here, so that importing the plotting helpers stays light
+
+    return FAMILY_COLORS[Family(family).value]
 _MAX_TICK_LABELS = 40  # beyond this many rows/columns, leave matplotlib's default ticks
 
 
