@@ -372,7 +372,8 @@ def spread(values: Sequence[float], fmt: str = "{:.3g}") -> str:
     if len(v) == 1:
         return _num(v[0], fmt)
     mean = math.inf if any(math.isinf(x) for x in v) else statistics.mean(v)
-    return f"{_num(mean, fmt)} ({_num(min(v), fmt)}-{_num(max(v), fmt)})"
+    dash = " to " if min(v) < 0 else "-"  # "-14.7 to -9.67", not "-14.7--9.67"
+    return f"{_num(mean, fmt)} ({_num(min(v), fmt)}{dash}{_num(max(v), fmt)})"
 
 
 def _check_seeds(min_seeds: int) -> None:
@@ -458,9 +459,9 @@ def judge(
     if paired:
         effects = [x - y for x, y in zip(a, b)]
         v = _judge_effects(effects, 0.0, higher_is_better, min_effect, min_seeds,
-                           f"{what}, {names[0]} minus {names[1]} per run", part, fmt, names)
-        return Verdict(v.verdict, f"{names[0]} {spread(a, fmt)} vs {names[1]} {spread(b, fmt)}; " + v.reason, part,
-                       numbers | v.numbers)
+                           f"{names[0]} minus {names[1]} per run", part, fmt, names)
+        return Verdict(v.verdict, f"{what}: {names[0]} {spread(a, fmt)} vs {names[1]} {spread(b, fmt)}; " + v.reason,
+                       part, numbers | v.numbers)
     # independent groups: clear only if the ranges do not overlap; the same test in both directions
     good_a = [sign * x for x in a]
     good_b = [sign * x for x in b]

@@ -362,3 +362,11 @@ def test_claim_lessons_agree_with_what_the_lessons_saved():
     lessons_with_results = {n for _, n in saved}
     missing = {(c, n) for c, n in planned - saved if n in lessons_with_results}
     assert not missing, f"in CLAIM_LESSONS but the lesson saved no verdict for it: {sorted(missing)}"
+
+
+def test_paired_reason_reads_in_order():
+    v = judge([39.0, 24.0, 38.0], [48.7, 38.7, 47.7], higher_is_better=True, paired=True, names=("BiAttn", "causal"),
+              what="exact match (%)")
+    assert v.verdict == CON
+    assert v.reason.startswith("exact match (%): BiAttn 33.7 (24-39) vs causal 45 (38.7-48.7); BiAttn minus causal per run: "
+                               "-11.4 (-14.7 to -9.7) over 3 runs")
