@@ -74,13 +74,6 @@ def _decoder_parts(model: nn.Module):
     return CrossDecoderBlock, model.decoder, model.tgt_embed, model.dec_norm
 
 
-def _repeat_kv(k: Tensor, v: Tensor, h: int) -> tuple[Tensor, Tensor]:
-    """Grouped-query attention: each of the ``k.shape[1]`` K/V heads serves ``h / k.shape[1]`` query heads."""
-    if k.shape[1] == h:
-        return k, v
-    return k.repeat_interleave(h // k.shape[1], dim=1), v.repeat_interleave(h // k.shape[1], dim=1)
-
-
 class FlatDecoder:
     """Cached decoding steps of a :class:`DecoderOnly` or of an :class:`EncoderDecoder`'s decoder,
     with their modules looked up once.
@@ -137,13 +130,17 @@ class FlatDecoder:
             q, k, v = attn._heads(in_proj(norm1(x))).split_with_sizes([h, h_kv, h_kv], dim=1)  # (B, heads, 1, d_head)
             if positions is not None:
                 q, k = self.rope(q, positions), self.rope(k, positions)
-            k, v = _repeat_kv(*layer_cache["self"].append(k, v), h)  # (B, h, past + 1, d_head)
+            k, v = layer_cache["self"].append(k, v)  # (B, h_kv, past + 1, d_head)
+            if h_kv != h:  # grouped-query attention: each K/V head serves h / h_kv query heads
+                k, v = k.repeat_interleave(h // h_kv, dim=1), v.repeat_interleave(h // h_kv, dim=1)
             a = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # one query, every key visible: no mask
             x = x + out_proj(a.transpose(1, 2).flatten(2))  # merge the heads, W_O
             if cross is not None:  # the new position reads the source: keys/values cached by the first decoder call
                 norm_x, w_q, b_q, out_x, attn_x = cross
                 q = attn_x._heads(F.linear(norm_x(x), w_q, b_q))  # (B, h, 1, d_head)
-                k, v = _repeat_kv(layer_cache["cross"].k, layer_cache["cross"].v, h)  # (B, h, S, d_head)
+                k, v = layer_cache["cross"].k, layer_cache["cross"].v  # (B, h_kv, S, d_head)
+                if h_kv != h:
+                    k, v = k.repeat_interleave(h // h_kv, dim=1), v.repeat_interleave(h // h_kv, dim=1)
                 if context_mask is None:  # no padded source token: nothing to hide
                     a = F.scaled_dot_product_attention(q, k, v, scale=attn_x.scale)
                 else:  # the library's attention: it also answers a source of padding only with zeros, as the general path
