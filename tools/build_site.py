@@ -102,37 +102,42 @@ def home_page() -> str:
 
 
 def api_pages() -> dict[str, str]:
-    """``api/index.md`` (the package docstring and the module list) and one page per module."""
+    """``api/index.rst`` (the package docstring and the module list) and one page per module.
+
+    reStructuredText, not Markdown: autodoc writes reST, and the docstrings are reST."""
     modules = library_modules()
-    pages = {"api/index.md": "\n".join([
-        "# Library reference", "",
-        "One page per module of `course_lib`, generated from its docstrings.", "",
-        "```{automodule} course_lib", ":no-members:", "```", "",
-        "```{toctree}", ":maxdepth: 1", "", *modules, "```", ""])}
+
+    def title(text: str) -> str:
+        return f"{text}\n{'=' * len(text)}\n"
+
+    pages = {"api/index.rst": "\n".join([
+        title("Library reference"),
+        "One page per module of ``course_lib``, generated from its docstrings.", "",
+        ".. automodule:: course_lib", "   :no-members:", "",
+        ".. toctree::", "   :maxdepth: 1", "", *[f"   {m}" for m in modules], ""])}
     for name in modules:
-        pages[f"api/{name}.md"] = f"# {name}\n\n```{{automodule}} {name}\n```\n"
+        pages[f"api/{name}.rst"] = f"{title(name)}\n.. automodule:: {name}\n"
     return pages
 
 
 def claims_page() -> str:
     """The claims ledger of lesson 08, computed from the committed ``results/claims/*.json``."""
-    from course_lib.ledger import CLAIMS, COMBINE_RULE, VERDICTS, load_ledger, render_ledger
+    from course_lib.ledger import COMBINE_RULE, VERDICTS, load_ledger, render_ledger
 
     lesson08 = next((p for p in notebooks("notebooks") if p.name.startswith("08_")), None)
     table = render_ledger(load_ledger())
     # The ledger links lesson to lesson (``05_translator.ipynb#...``); from the site root they live in notebooks/.
     table = re.sub(r"\]\((\d\d_[^)/]*?\.ipynb)", r"](notebooks/\1", table)
     source = f"[lesson 08](notebooks/{lesson08.name})" if lesson08 else "lesson 08"
-    claims = "\n".join(f"{n}. {statement}" for n, statement in CLAIMS.items())
     return "\n".join([
+        "---", "html_theme.sidebar_secondary.remove: true", "---", "",  # the table needs the width
         "# The claims ledger", "",
-        f"Twelve claims about the three families, each put to an experiment. The verdicts below are the ones the "
+        f"Claims about the three families, each put to an experiment. The verdicts below are the ones the "
         f"lessons computed and saved in `results/claims/`; {source} reads the same files and explains how to "
         "read them.", "",
-        "## The claims", "", claims, "",
         "## Verdicts", "", "A verdict is one of: " + ", ".join(f"*{v}*" for v in VERDICTS) + ".", "",
         COMBINE_RULE, "",
-        "## The ledger", "", table, ""])
+        "## The ledger", "", "````{container} ledger", table, "````", ""])
 
 
 def benchmark_pages() -> dict[str, str]:
