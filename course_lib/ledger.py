@@ -273,22 +273,28 @@ def render_ledger(ledger: dict[int, list[dict[str, Any]]], notebooks: str | Path
             lines.append(f"| {claim} | {_cell(statement)} | *{NOT_MEASURED}* | {not_measured_hint(claim)} | — |")
         elif len(entries) == 1 and "parts" not in entries[0]:
             e = entries[0]
-            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(e['evidence'])} | {link(e)} |")
+            lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(entry_text(e))} | {link(e)} |")
         else:
             lines.append(f"| {claim} | {_cell(statement)} | **{combined}** | {_cell(_claim_summary(entries))} | — |")
             for e in entries:  # one row per lesson, or per lesson and part: disagreement stays visible
                 for label, p in (e.get("parts") or {"": e}).items():
                     name = f"↳ lesson {e['lesson'][:2]}" + (f" ({label})" if label else "")
-                    text = p["reason"] if label else e["evidence"]
+                    text = p["reason"] if label else entry_text(e)
                     lines.append(f"| | {_cell(name)} | {p['verdict']} | {_cell(text)} | {link(e)} |")
     return "\n".join(lines) + "\n"
+
+
+def entry_text(entry: dict[str, Any]) -> str:
+    """What the ledger shows for a saved entry: the verdict rule's reason (when saved from a :class:`Verdict`),
+    then the lesson's evidence sentence."""
+    return f"{entry['reason']} {entry['evidence']}".strip() if entry.get("reason") else entry["evidence"]
 
 
 def _claim_summary(entries: list[dict[str, Any]]) -> str:
     """The evidence cell of a claim row with sub-rows: each part's verdict, and the lessons combined."""
     parts = part_verdicts(entries)
     lessons = ", ".join(e["lesson"][:2] for e in entries)
-    where = f"combined over lessons {lessons}" if len(entries) > 1 else entries[0]["evidence"]
+    where = f"combined over lessons {lessons}" if len(entries) > 1 else entry_text(entries[0])
     if list(parts) == [""]:
         return where
     return "; ".join(f"({label}) {v}" for label, v in parts.items() if label) + f". {where}"
@@ -490,7 +496,7 @@ def _judge_effects(effects: list[float], null: float, higher_is_better: bool, mi
         return early
     mean, sd = statistics.mean(effects), statistics.stdev(effects)
     numbers |= {"mean": mean, "sd": sd}
-    shown = (f"{what}: {spread(effects, fmt)} over {len(effects)} runs, mean +- 2 sd "
+    shown = (f"{what}: {spread(effects, fmt)} over {len(effects)} runs, mean ± 2 sd "
              f"{_num(mean - 2 * sd, fmt)} to {_num(mean + 2 * sd, fmt)}")
     clear = abs(mean - null) > 2 * sd
     toward_claim = (mean > null) == higher_is_better

@@ -101,7 +101,7 @@ def ledger_problems(parsed: dict[int, dict], ledger: dict[int, list[dict]], note
         if row["raw_verdict"] != f"**{expected}**":
             problems.append(f"claim {claim}: table says {row['raw_verdict']!r}, saved results give {expected!r}")
         shown = [{"lesson": e["lesson"][:2], "part": label, "verdict": p["verdict"],
-                  "evidence": " ".join((p["reason"] if label else e["evidence"]).split()), "entry": e}
+                  "evidence": " ".join((p["reason"] if label else _shown_evidence(e)).split()), "entry": e}
                  for e in entries for label, p in (e.get("parts") or {"": e}).items()]
         if len(shown) == 1:
             table = [{"lesson": shown[0]["lesson"], "part": "", "verdict": row["verdict"], "evidence": row["evidence"],
@@ -118,6 +118,11 @@ def ledger_problems(parsed: dict[int, dict], ledger: dict[int, list[dict]], note
             if not _link_ok(t["where"], s["entry"], _headings(s["entry"]["lesson"], notebooks)):
                 problems.append(f"claim {claim}, lesson {s['lesson']}: link {t['where']!r} does not point to its section")
     return problems
+
+
+def _shown_evidence(entry: dict) -> str:
+    """An entry saved from a Verdict shows the rule's reason, then the lesson's sentence."""
+    return f"{entry['reason']} {entry['evidence']}" if entry.get("reason") else entry["evidence"]
 
 
 def _expected_claim_verdict(entries: list[dict]) -> str:

@@ -321,7 +321,8 @@ def test_the_ledger_shows_every_part_of_every_lesson(tmp_path):
     assert [r.split(" | ")[2] for r in rows] == [SUP, CON, SUP, CON]
     assert b7.reason.split(":")[0] in rows[3]
     four = [line for line in lines if line.startswith("| 4 |")][0]
-    assert f"**{NONE}**" in four and "4's evidence" in four
+    assert f"**{NONE}**" in four and "BLEU: the claimed side 2 (1-3) vs the other side 2.5 (1.5-3.5)" in four
+    assert four.index("neither side wins.") < four.index("4's evidence")  # the rule's reason, then the lesson's sentence
 
 
 def test_a_single_lesson_with_parts_keeps_its_evidence_in_the_claim_row(tmp_path):
