@@ -33,6 +33,11 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    if not (q.dtype == k.dtype == v.dtype) or not q.is_floating_point():
+        raise TypeError(
+            f"q, k and v must be floating-point tensors of one dtype; got {q.dtype}, {k.dtype}, {v.dtype} "
+            "(convert them alike, e.g. with .float())."
+        )
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"q and k must share their last dimension d_k: q has shape {tuple(q.shape)}, k has shape {tuple(k.shape)}."
@@ -278,6 +283,8 @@ class MultiHeadAttention(nn.Module):
         """
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"expected x of shape (B, T, d_model={self.d_model}); got {tuple(x.shape)}.")
+        if not x.is_floating_point():
+            raise TypeError(f"attention reads vectors, a floating-point x; got dtype {x.dtype} (token ids go through an embedding first).")
         d = self.d_model
         is_cross = context is not None
         if is_cross:

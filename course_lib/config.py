@@ -1,11 +1,19 @@
 """One configuration for all three families, so that comparisons change one thing at a time."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass
 
 #: The norms' epsilon wherever a config does not say otherwise (:class:`~course_lib.layers.RMSNorm`,
 #: QK-norm and V-norm in :class:`~course_lib.attention.MultiHeadAttention`); PyTorch's LayerNorm default.
 NORM_EPS = 1e-5
+
+# Fields checked when a config is built (see ModelConfig._check_values): whole numbers >= 1, whole
+# numbers >= 0, and positive finite reals. None is allowed where the field is optional.
+_AT_LEAST_ONE = ("vocab_size", "d_model", "n_heads", "n_kv_heads", "d_ff", "max_len", "rel_buckets", "rel_max_distance")
+_AT_LEAST_ZERO = ("n_layers", "n_enc_layers", "n_dec_layers", "type_vocab_size", "pos_offset", "pad_id")
+_POSITIVE_REALS = ("norm_eps", "embed_norm_eps", "rope_base", "attn_scale")
 
 
 @dataclass
@@ -57,6 +65,7 @@ class ModelConfig:
     rope_scaling: dict | None = None  # {"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}
 
     def __post_init__(self) -> None:
+        self._check_values()
         if self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; pick n_heads that divides d_model "
@@ -91,6 +100,31 @@ class ModelConfig:
             self.n_enc_layers = self.n_layers
         if self.n_dec_layers is None:
             self.n_dec_layers = self.n_layers
+
+    def _check_values(self) -> None:
+        """Refuse impossible sizes and rates where the config is built, naming the field (numpy
+        integers become plain ints, so the config still saves with ``weights_only=True``)."""
+        for name in _AT_LEAST_ONE + _AT_LEAST_ZERO:
+            value, low = getattr(self, name), 1 if name in _AT_LEAST_ONE else 0
+            if value is None and name in ("n_kv_heads", "d_ff", "n_enc_layers", "n_dec_layers"):
+                continue
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                hint = f" (write {int(value)})" if isinstance(value, float) and value.is_integer() else ""
+                raise TypeError(f"ModelConfig.{name} must be a whole number >= {low}; got {value!r}{hint}.")
+            if value < low:
+                raise ValueError(f"ModelConfig.{name} must be >= {low}; got {value}.")
+            setattr(self, name, int(value))
+        if self.pad_id >= self.vocab_size:
+            raise ValueError(f"ModelConfig.pad_id={self.pad_id} is outside the vocabulary [0, vocab_size={self.vocab_size}); "
+                             "use an id below vocab_size (the course's padding id is 0).")
+        if not isinstance(self.dropout, numbers.Real) or isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout is a probability in [0, 1); got {self.dropout!r} (0.1 is typical, 0 turns it off).")
+        for name in _POSITIVE_REALS:
+            value = getattr(self, name)
+            if value is None and name in ("embed_norm_eps", "attn_scale"):
+                continue
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"ModelConfig.{name} must be a positive finite number; got {value!r}.")
 
     @property
     def d_head(self) -> int:

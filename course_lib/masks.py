@@ -11,14 +11,29 @@ Masks broadcast against attention scores of shape ``(B, H, T_q, T_k)``:
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
+
+
+def _length(name: str, value, function: str) -> int:
+    """``value`` as a length (a whole number >= 0), or a clear error naming the argument."""
+    if type(value) is int and value >= 0:  # the common case, checked first: this runs on every attention call
+        return value
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{function}: {name} is a number of positions, a whole number >= 0; got {value!r}.")
+    if value < 0:
+        raise ValueError(f"{function}: {name} is a number of positions, a whole number >= 0; got {value}.")
+    return int(value)  # numpy integers
 
 
 def padding_mask(tokens: Tensor, pad_id: int = 0) -> Tensor:
     """Keys that are real tokens. ``tokens (B, T)`` -> bool ``(B, 1, 1, T)``."""
     if tokens.dim() != 2:
         raise ValueError(f"padding_mask expects token ids of shape (B, T); got shape {tuple(tokens.shape)}.")
+    if tokens.is_floating_point():
+        raise TypeError(f"padding_mask expects integer token ids; got dtype {tokens.dtype} (convert with tokens.long()).")
     return (tokens != pad_id)[:, None, None, :]
 
 
@@ -28,7 +43,8 @@ def causal_mask(t_q: int, t_k: int | None = None, device: torch.device | str | N
     With ``t_k > t_q`` (decoding with a KV cache) the queries are the *last* ``t_q``
     positions, so query i sits at absolute position ``t_k - t_q + i``.
     """
-    t_k = t_q if t_k is None else t_k
+    t_q = _length("t_q", t_q, "causal_mask")
+    t_k = t_q if t_k is None else _length("t_k", t_k, "causal_mask")
     if t_k < t_q:
         raise ValueError(f"causal_mask needs t_k >= t_q (queries are the newest positions); got t_q={t_q}, t_k={t_k}.")
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
@@ -39,7 +55,9 @@ def prefix_mask(t: int, prefix_len: int | Tensor, device: torch.device | str | N
 
     ``prefix_len`` an int -> ``(t, t)``; a tensor ``(B,)`` of lengths -> ``(B, 1, t, t)``.
     """
-    causal = causal_mask(t, device=device)
+    causal = causal_mask(_length("t", t, "prefix_mask"), device=device)
+    if not isinstance(prefix_len, (Tensor, list, tuple)):  # one length for every row
+        prefix_len = _length("prefix_len", prefix_len, "prefix_mask")
     if isinstance(prefix_len, int):
         keys_in_prefix = torch.arange(t, device=device) < prefix_len  # (t,)
         return causal | keys_in_prefix[None, :]

@@ -48,6 +48,8 @@ class Embeddings(nn.Module):
     def forward(self, tokens: Tensor, start: int = 0, token_type_ids: Tensor | None = None) -> Tensor:
         if tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
             raise ValueError(f"expected token ids of shape (B, T) and an integer dtype; got {tuple(tokens.shape)} {tokens.dtype}.")
+        if tokens.numel() == 0:  # here, not as a reshape error inside attention
+            raise ValueError(f"the token ids are empty (shape {tuple(tokens.shape)}); give at least one sequence of at least one token.")
         end = start + tokens.shape[1]
         if self.cfg.pos in ("learned", "sinusoidal") and end > self.cfg.max_len:
             raise ValueError(f"sequence reaches position {end} but max_len={self.cfg.max_len}; raise ModelConfig.max_len.")
