@@ -16,6 +16,8 @@ logits, less Python per token); ``fast_path=False`` keeps every step on the gene
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +113,51 @@ class DecodingSession:
             self.cache.reorder(index, cross=not shared_source)
 
 
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_sampling(temperature: float, top_k: int | None, top_p: float | None, generator=None) -> None:
+    """Refuse sampling settings that have no meaning, naming the argument and what it accepts."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None; got {type(generator).__name__}.")
+    if not (_is_real(temperature) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy, 1 = the model's own distribution); got {temperature!r}.")
+    if top_k is not None and not (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k >= 1):
+        raise ValueError(f"top_k is how many of the most likely tokens to keep, a whole number >= 1 (or None for all); got {top_k!r}.")
+    if top_p is not None and not (_is_real(top_p) and 0 < top_p <= 1):
+        raise ValueError(f"top_p is the probability mass to keep, in (0, 1] (or None for all); got {top_p!r}.")
+    if temperature == 0 and (top_k is not None or top_p is not None):
+        given = [(n, v) for n, v in (("top_k", top_k), ("top_p", top_p)) if v is not None]
+        raise ValueError(f"{' and '.join(f'{n}={v!r}' for n, v in given)} only applies when sampling, but temperature=0 decodes "
+                         f"greedily; pass temperature > 0 (e.g. 1.0) or leave out {' and '.join(n for n, _ in given)}.")
+
+
+def _check_decoding(model, inputs: Tensor, max_new_tokens: int, *, beam_size: int = 1, length_penalty: float = 1.0,
+                    **special_ids: int | None) -> None:
+    """Check the arguments every decoder shares where they enter :func:`generate` / :func:`beam_search`."""
+    family = of(model)
+    if not family.generates:
+        raise TypeError(f"generation needs a DecoderOnly or EncoderDecoder model; got {type(model).__name__}.")
+    what = "source" if family.cross_attention else "prompt"
+    if not isinstance(inputs, Tensor) or inputs.dim() != 2 or inputs.is_floating_point():
+        got = f"shape {tuple(inputs.shape)}, dtype {inputs.dtype}" if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ValueError(f"the {what} must be token ids of shape (B, T) and an integer dtype; got {got} (one sequence: ids[None]).")
+    if inputs.numel() == 0:
+        raise ValueError(f"the {what} is empty (shape {tuple(inputs.shape)}); give at least one sequence of at least one token"
+                         + (" (e.g. BOS alone)." if what == "prompt" else "."))
+    if not (isinstance(max_new_tokens, numbers.Integral) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 0):
+        raise ValueError(f"max_new_tokens must be a whole number >= 0; got {max_new_tokens!r}.")
+    if not (isinstance(beam_size, numbers.Integral) and not isinstance(beam_size, bool) and beam_size >= 1):
+        raise ValueError(f"beam_size must be a whole number >= 1 (1 = greedy); got {beam_size!r}.")
+    if not (_is_real(length_penalty) and math.isfinite(length_penalty)):
+        raise ValueError(f"length_penalty must be a finite number (0 = none, 1 = divide by the length); got {length_penalty!r}.")
+    vocab = model.cfg.vocab_size
+    for name, value in special_ids.items():  # eos_id=None (never stop early) is allowed
+        if value is not None and not (isinstance(value, numbers.Integral) and 0 <= value < vocab):
+            raise ValueError(f"{name}={value!r} is not a token id of this model's vocabulary [0, {vocab}); pass the tokenizer's id.")
+
+
 def sample_next(
     logits: Tensor,
     *,
@@ -125,6 +172,7 @@ def sample_next(
     * top-k: keep the k most likely tokens;
     * top-p (nucleus): keep the smallest set of tokens whose probabilities sum to at least p.
     """
+    _check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature
@@ -166,6 +214,10 @@ def generate(
     ``fast_path=False`` runs every cached step through the model's forward pass instead of
     :class:`~course_lib.fast_decode.FlatDecoder` (the tokens are the same).
     """
+    _check_decoding(model, inputs, max_new_tokens, eos_id=eos_id, pad_id=pad_id, bos_id=bos_id)
+    _check_sampling(temperature, top_k, top_p, generator)
+    if max_new_tokens == 0:
+        return inputs.new_empty(inputs.shape[0], 0)
     was_training = model.training
     if was_training:  # (eval() walks every submodule: skip it when there is nothing to switch)
         model.eval()
@@ -226,6 +278,10 @@ def beam_search(
     ``log P(y) / len(y) ** length_penalty`` (length normalisation; 0 = none).
     ``beam_size=1`` is exactly greedy decoding. ``fast_path`` as in :func:`generate`.
     """
+    _check_decoding(model, inputs, max_new_tokens, beam_size=beam_size, length_penalty=length_penalty,
+                    eos_id=eos_id, pad_id=pad_id, bos_id=bos_id)
+    if max_new_tokens == 0:
+        return inputs.new_empty(inputs.shape[0], 0)
     was_training = model.training
     model.eval()
     B, K = inputs.shape[0], beam_size
