@@ -4,6 +4,7 @@ Every notebook calls these instead of repeating the boilerplate.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import random
 
@@ -27,6 +28,8 @@ def pick(full, fast):
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded the same way."""
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed must be a whole number (e.g. 0); got {seed!r}.")
     random.seed(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
@@ -43,17 +46,30 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best available device: ``cuda``, then Apple ``mps``, then ``cpu``.
 
-    ``prefer`` (or the ``COURSE_DEVICE`` environment variable) forces one, e.g. ``"cpu"``.
+    ``prefer`` (or the ``COURSE_DEVICE`` environment variable) forces one, e.g. ``"cpu"``; a name
+    PyTorch does not know, or a GPU this machine lacks, is refused here with the names to use.
     """
     prefer = prefer or os.environ.get("COURSE_DEVICE")
     if prefer:
-        return torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"{prefer!r} is not a device name PyTorch knows; use 'cpu', 'cuda' or 'mps'.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {prefer!r} was asked for, but PyTorch sees no CUDA GPU on this machine; use 'cpu'.")
+        if device.type == "mps" and not _mps_available():
+            raise ValueError(f"device {prefer!r} was asked for, but this machine has no Apple GPU; use 'cpu'.")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def pick_dtype(device: torch.device | str) -> torch.dtype:
@@ -61,7 +77,8 @@ def pick_dtype(device: torch.device | str) -> torch.dtype:
 
     bf16 where the GPU supports it (Ampere and newer), fp16 on older CUDA GPUs such as
     Colab's T4 (needs a grad scaler), fp16 on MPS, and fp32 on CPU (CPU autocast gains
-    little for these tiny models and changes results).
+    little for these tiny models and changes results). On MPS, :func:`course_lib.train.train`
+    uses it only when asked (``TrainConfig(amp="on")``): its default there is fp32.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -77,8 +94,8 @@ def describe_device(device: torch.device | str | None = None) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         return f"cuda ({name}), autocast dtype {str(pick_dtype(device)).replace('torch.', '')}"
-    if device.type == "mps":
-        return "mps (Apple GPU), autocast dtype float16"
+    if device.type == "mps":  # fp16 autocast on MPS has given wrong or diverging losses (PyTorch issue 109457)
+        return "mps (Apple GPU), training in float32 by default (float16 autocast is opt-in: TrainConfig(amp='on'))"
     return f"cpu ({torch.get_num_threads()} threads)"
 
 

@@ -19,10 +19,15 @@ from, and the loss accumulated since the last log line. The data order needs no 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import numbers
 import os
 import random
+import signal
+import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,6 +47,9 @@ __all__ = [
     "param_groups",
     "save_checkpoint",
     "load_checkpoint",
+    "check_writable",
+    "CheckpointError",
+    "TrainingInterrupted",
     "train",
 ]
 
@@ -71,20 +79,34 @@ class TrainConfig:
     ckpt_path: str | None = None  # None = no checkpoints
     ckpt_every: int | None = 200  # save every this many steps (and at the end)
     seed: int = 0  # seeds the data order and the RNGs (dropout)
-    amp: str = "auto"  # "auto": autocast on CUDA/MPS with pick_dtype(device); "off": fp32
+    amp: str = "auto"  # "auto": autocast on CUDA (pick_dtype), fp32 elsewhere; "on": autocast on MPS too; "off": fp32
     device: str | None = None  # None = pick_device()
     progress: bool = True  # tqdm progress bar with the live loss
 
     def __post_init__(self):
         if self.decay not in ("cosine", "linear", "none"):
-            raise ValueError(f"decay must be 'cosine', 'linear' or 'none', not {self.decay!r}")
-        if self.amp not in ("auto", "off"):
-            raise ValueError(f"amp must be 'auto' or 'off', not {self.amp!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1:
-            raise ValueError("steps, batch_size and log_every must be >= 1")
-        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError("need warmup_steps >= 0 and 0 <= min_lr_ratio <= 1")
+            raise ValueError(f"TrainConfig.decay must be 'cosine', 'linear' or 'none'; got {self.decay!r}.")
+        if self.amp not in ("auto", "on", "off"):
+            raise ValueError(f"TrainConfig.amp must be 'auto', 'on' or 'off'; got {self.amp!r}.")
+        for name, low in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("warmup_steps", 0), ("seed", None),
+                          ("eval_every", 0), ("ckpt_every", 0)):
+            value = getattr(self, name)
+            if value is None and name in ("eval_every", "ckpt_every"):
+                continue
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or (low is not None and value < low):
+                more = "" if low is None else f" >= {low}"
+                raise ValueError(f"TrainConfig.{name} must be a whole number{more}; got {value!r}.")
+        for name, ok, what in (("lr", lambda v: v > 0, "> 0 (3e-4 is typical)"), ("weight_decay", lambda v: v >= 0, ">= 0"),
+                               ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                               ("grad_clip", lambda v: v >= 0, ">= 0 (None or 0 = no clipping)")):
+            value = getattr(self, name)
+            if value is None and name == "grad_clip":
+                continue
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or not ok(value):
+                raise ValueError(f"TrainConfig.{name} must be a finite number {what}; got {value!r}.")
         self.betas = tuple(self.betas)
+        if len(self.betas) != 2 or not all(isinstance(b, numbers.Real) and 0 <= b < 1 for b in self.betas):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), e.g. (0.9, 0.95); got {self.betas!r}.")
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -125,7 +147,7 @@ def batch_indices(step: int, n_examples: int, batch_size: int, seed: int) -> tor
     appears exactly once per epoch, and any step's batch is known without replaying the others.
     """
     if n_examples < 1:
-        raise ValueError("the dataset is empty")
+        raise ValueError("the dataset is empty; training needs at least one example.")
     positions = torch.arange(step * batch_size, (step + 1) * batch_size)
     epochs = positions // n_examples
     out = torch.empty(batch_size, dtype=torch.long)
@@ -172,6 +194,46 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and what to do."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C, a notebook's stop button) or SIGTERM stopped :func:`train` after a step that it
+    saved: ``path``, ``step`` (updates done) and ``steps`` (asked for). Running the same call again resumes."""
+
+    def __init__(self, path: str, step: int, steps: int) -> None:
+        super().__init__(f"training stopped after step {step} of {steps}; saved {path!r}, so the same call resumes from there.")
+        self.path, self.step, self.steps = path, step, steps
+
+
+def _unwritable(path: str, err: OSError, what: str) -> ValueError:
+    """One sentence for an ``OSError`` met writing ``path``: a file where a folder should be, or a folder
+    that cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.exists(folder):  # the deepest part of the path that exists
+        folder = os.path.dirname(folder)
+    if os.path.isfile(folder):
+        reason = f"{folder!r} is a file, not a folder"
+    else:
+        reason = f"the folder {folder!r} cannot be written ({err.strerror or err})"
+    return ValueError(f"cannot write the {what} {path!r}: {reason}; choose another path.")
+
+
+def check_writable(path, what: str = "checkpoint") -> None:
+    """Fail now, naming ``path``, if a file cannot be written there: before training starts, not at
+    the first save hundreds of steps later. Creates the missing folders, as saving would."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"the {what} path {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'model.pt')!r}.")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(path)), prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise _unwritable(path, err, what) from None
+
+
 def save_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, **extra) -> None:
     """Atomically write ``{"model", "optimizer", "scheduler", "scaler", **extra}`` to ``path``
     (a temporary file, then ``os.replace``, so a crash mid-write never leaves a broken file)."""
@@ -183,10 +245,15 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, **
         **extra,
     }
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if os.path.isdir(path):
+        raise ValueError(f"the checkpoint path {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'ckpt.pt')!r}.")
     tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise _unwritable(path, err, "checkpoint") from None
 
 
 def _check_state_dict(model: nn.Module, state: dict, path) -> None:
@@ -208,11 +275,33 @@ def _check_state_dict(model: nn.Module, state: dict, path) -> None:
         )
 
 
+FRESH_HINT = "delete it, or start fresh with train(..., resume=False) (command line: --fresh)"
+
+
+def _read_checkpoint(path) -> dict:
+    """The checkpoint dict in ``path``, or a :class:`CheckpointError` naming the file and the way out
+    (never PyTorch's advice to unpickle arbitrary code)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"there is no checkpoint {path!r}; check the path (train() writes one at TrainConfig.ckpt_path).")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path!r} is a folder, not a checkpoint file; give the path of the file itself.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - every unreadable file gets the same answer
+        what = "is empty" if os.path.getsize(path) == 0 else "is cut short or is not a checkpoint saved by course_lib"
+        raise CheckpointError(f"the checkpoint {path!r} {what}, so it cannot be loaded; {FRESH_HINT}.") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or \
+            not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise CheckpointError(f"{path!r} is not a checkpoint saved by course_lib (it has no model weights); {FRESH_HINT}.")
+    return ckpt
+
+
 def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None) -> dict:
     """Load ``path`` (with ``weights_only=True``, onto the CPU first) into the given objects and
     return the whole checkpoint dict (``step``, ``history``, ``cfg``, ... when :func:`train`
     wrote it). The model may live on any device; tensors are copied to it."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = _read_checkpoint(path)
     model = _unwrap(model)
     _check_state_dict(model, ckpt["model"], path)
     model.load_state_dict(ckpt["model"])
@@ -273,7 +362,7 @@ def _cfg_dict(cfg: TrainConfig) -> dict:
 # --------------------------------------------------------------------------------------------
 def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     """(rank, world_size, device); starts the process group under torchrun if needed."""
-    device = torch.device(cfg.device) if cfg.device else pick_device()
+    device = pick_device(cfg.device)
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not (dist.is_available() and (dist.is_initialized() or launched)):
         return 0, 1, device
@@ -284,6 +373,43 @@ def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def _amp_for(device: torch.device, cfg: TrainConfig) -> tuple[bool, torch.dtype]:
+    """(autocast on?, its dtype). ``amp="auto"`` turns it on for CUDA only: on Apple MPS float16
+    autocast has given wrong or diverging losses (PyTorch issue 109457; LLMs-from-scratch issues 635,
+    791, 1020), so MPS trains in float32 unless ``amp="on"`` asks for autocast."""
+    wanted = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
+    use = wanted and device.type in ("cuda", "mps")
+    return use, pick_dtype(device) if use else torch.float32
+
+
+@contextlib.contextmanager
+def _save_on_interrupt(enabled: bool):
+    """While active, the first SIGINT or SIGTERM only sets ``flag["stop"]``: the loop finishes its step,
+    saves a checkpoint and raises :class:`TrainingInterrupted`. A second signal stops at once.
+    Signal handlers can only be set from the main thread; elsewhere this does nothing."""
+    flag = {"stop": False}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    signals = [signal.SIGINT, signal.SIGTERM]
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def handler(signum, frame):
+        if flag["stop"]:  # the second one: give up on the clean stop
+            for s, h in previous.items():
+                signal.signal(s, h)
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    for s in signals:
+        signal.signal(s, handler)
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _to_device(obj, device: torch.device):
@@ -327,17 +453,22 @@ def train(
       (re-running a notebook cell after a Colab disconnect just carries on). A fresh run seeds
       every RNG with ``cfg.seed`` (+ rank) first.
     """
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise TypeError(f"dataset must support len() and [i] (a list, a Dataset); got {type(dataset).__name__} (wrap it: list(...)).")
+    n = len(dataset)
+    if n < 1:
+        raise ValueError("the dataset is empty; train() needs at least one example (check how it was built or filtered).")
+    if cfg.ckpt_path:
+        check_writable(cfg.ckpt_path)  # now, not at the first save
     rank, world, device = _setup(cfg)
     local_bs = _local_batch_size(cfg.batch_size, world)
     collate = collate or default_collate
-    n = len(dataset)
 
     model.to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                                   betas=cfg.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg))
-    use_amp = cfg.amp == "auto" and device.type in ("cuda", "mps")
-    amp_dtype = pick_dtype(device) if use_amp else torch.float32
+    use_amp, amp_dtype = _amp_for(device, cfg)
     # fp16 has a narrow range: scale the loss so small gradients don't flush to zero (bf16 and
     # fp32 need no scaler; a disabled scaler passes everything through unchanged).
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda"
@@ -347,9 +478,9 @@ def train(
     pending = torch.zeros(2, device=device)  # [sum of losses, number of steps] since last row
     if resume and cfg.ckpt_path and os.path.exists(cfg.ckpt_path):
         ckpt = load_checkpoint(cfg.ckpt_path, model, optimizer, scheduler, scaler)
-        if "step" not in ckpt or "rng" not in ckpt:
-            raise ValueError(f"{cfg.ckpt_path} holds weights but no training state; load it with "
-                             "load_checkpoint, or pass resume=False / another ckpt_path")
+        if not {"step", "history", "rng", "pending", "cfg"} <= set(ckpt):
+            raise CheckpointError(f"{cfg.ckpt_path!r} holds weights but no training state, so training cannot resume from it; "
+                                  f"load it with load_checkpoint, use another ckpt_path, or {FRESH_HINT.split(', or ')[1]}.")
         start, history = int(ckpt["step"]), list(ckpt["history"])
         elapsed_before = float(ckpt.get("elapsed_s", 0.0))
         pending = ckpt["pending"].to(device)
@@ -397,49 +528,61 @@ def train(
     bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress or rank != 0,
                desc="train", dynamic_ncols=True)
     t0 = time.perf_counter()
-    for step in range(start, cfg.steps):
-        # 1. this process's share of the global batch (same indices on every process)
-        idx = batch_indices(step, n, cfg.batch_size, cfg.seed)
-        idx = idx[rank * local_bs:(rank + 1) * local_bs]
-        batch = _to_device(collate([dataset[i] for i in idx.tolist()]), device)
+    # one process with a checkpoint: Ctrl-C / SIGTERM save the step just done (with DDP every process
+    # would have to agree on that step first, so there the periodic checkpoints are what is kept)
+    with _save_on_interrupt(bool(cfg.ckpt_path) and world == 1) as interrupt:
+        for step in range(start, cfg.steps):
+            # 1. this process's share of the global batch (same indices on every process)
+            idx = batch_indices(step, n, cfg.batch_size, cfg.seed)
+            idx = idx[rank * local_bs:(rank + 1) * local_bs]
+            batch = _to_device(collate([dataset[i] for i in idx.tolist()]), device)
 
-        # 2. forward in mixed precision, backward, clip, update
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            loss = loss_fn(net, batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # DDP averages the gradients over processes here
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        pending += torch.stack([loss.detach().float(), torch.ones((), device=device)])
-        bar.update(1)
+            # 2. forward in mixed precision, backward, clip, update
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = loss_fn(net, batch)
+            if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+                got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise ValueError(f"loss_fn must return the batch's mean loss as a 0-dim tensor; got {got} (take .mean()).")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()  # DDP averages the gradients over processes here
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            pending += torch.stack([loss.detach().float(), torch.ones((), device=device)])
+            bar.update(1)
 
-        # 3. evaluate / log / checkpoint
-        done = step + 1
-        last = done == cfg.steps
-        metrics = None
-        if evaluate is not None and (last or (cfg.eval_every and done % cfg.eval_every == 0)):
-            model.eval()
-            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                metrics = {k: float(v) for k, v in evaluate(model).items()}
-            model.train()
-        if last or metrics is not None or done % cfg.log_every == 0:
-            total, count = mean_over_processes(pending).tolist()
-            pending.zero_()
-            row = {"step": done, "loss": total / count, "lr": lr,
-                   "elapsed_s": elapsed_before + time.perf_counter() - t0, **(metrics or {})}
-            if not math.isfinite(row["loss"]):
+            # 3. evaluate / log / checkpoint
+            done = step + 1
+            last = done == cfg.steps
+            metrics = None
+            if evaluate is not None and (last or (cfg.eval_every and done % cfg.eval_every == 0)):
+                model.eval()
+                with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    metrics = evaluate(model)
+                    if not isinstance(metrics, dict):
+                        raise TypeError(f"evaluate(model) must return a dict of metrics, e.g. {{'valid_loss': 1.2}}; got {type(metrics).__name__}.")
+                    metrics = {k: float(v) for k, v in metrics.items()}
+                model.train()
+            if last or metrics is not None or done % cfg.log_every == 0:
+                total, count = mean_over_processes(pending).tolist()
+                pending.zero_()
+                row = {"step": done, "loss": total / count, "lr": lr,
+                       "elapsed_s": elapsed_before + time.perf_counter() - t0, **(metrics or {})}
+                if not math.isfinite(row["loss"]):
+                    bar.close()
+                    raise FloatingPointError(f"training loss is {row['loss']} at step {done}; "
+                                             "try a lower lr, warm-up or grad_clip")
+                history.append(row)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
+            if cfg.ckpt_path and (last or interrupt["stop"] or (cfg.ckpt_every and done % cfg.ckpt_every == 0)):
+                checkpoint(done)
+            if interrupt["stop"] and not last:
                 bar.close()
-                raise FloatingPointError(f"training loss is {row['loss']} at step {done}; "
-                                         "try a lower lr, warm-up or grad_clip")
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
-        if cfg.ckpt_path and (last or (cfg.ckpt_every and done % cfg.ckpt_every == 0)):
-            checkpoint(done)
+                raise TrainingInterrupted(os.fspath(cfg.ckpt_path), done, cfg.steps)
     bar.close()
     if world > 1:
         dist.barrier()  # the final checkpoint exists before any process returns
