@@ -25,8 +25,10 @@ exists. ``runs/`` and ``*.pt`` are git-ignored: weights never go into the reposi
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,7 +45,7 @@ from .generation import beam_search, generate
 from .losses import clm_loss, seq2seq_loss
 from .runtime import pick, seed_everything
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer, detokenize, pad_batch
-from .train import TrainConfig, train
+from .train import FRESH_HINT, CheckpointError, TrainConfig, TrainingInterrupted, check_writable, train
 
 FAMILIES = tuple(SHORT_NAMES)  # ("encdec", "decoder", "prefixlm")
 build_model = build  # lesson 05's name for families.build
@@ -81,6 +83,8 @@ def load_data(seed: int = 0, n_train: int | None = None, tsv: str | None = None)
         n_train = n_train if n_train is not None else pick(60_000, 60_000)
         splits = make_splits(seed=seed, n_train=n_train)
     else:
+        if not os.path.isfile(tsv):
+            raise FileNotFoundError(f"there is no file {tsv!r}; give a text file with one English<TAB>French pair per line.")
         pairs = load_tsv(tsv)
         if len(pairs) < 20:
             raise ValueError(f"{tsv} has only {len(pairs)} usable sentence pairs; need at least 20.")
@@ -172,9 +176,17 @@ def translate_ids(model: nn.Module, family: str, sources: Sequence[list[int]], *
     """Translate token-id sources; returns target ids without BOS/EOS/padding.
 
     Decoder-only prompts (``source <sep>``) must share a length within a batch, so sources are
-    grouped by length; encoder-decoder sources are simply padded.
+    grouped by length; encoder-decoder sources are simply padded. A source longer than
+    :func:`longest_source` allows is refused (the model would read positions it never had).
     """
     f = _translator(family)
+    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
+        raise ValueError(f"beam_size must be a whole number >= 1 (1 = greedy); got {beam_size!r}.")
+    limit, max_len = longest_source(model, family), getattr(model, "module", model).cfg.max_len
+    for i, src in enumerate(sources):
+        if not 1 <= len(src) <= limit:
+            what = "is empty" if not src else f"has {len(src)} tokens, more than the {limit} a {family} model with max_len={max_len} can translate"
+            raise ValueError(f"source {i} {what}; give sentences of 1 to {limit} tokens (split longer text into sentences).")
     device = next(model.parameters()).device
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list[list[int]] = [[] for _ in sources]
@@ -186,7 +198,9 @@ def translate_ids(model: nn.Module, family: str, sources: Sequence[list[int]], *
             groups.append([i])
     for idx in groups:
         longest = max(len(sources[i]) for i in idx)
-        n_new = max_new_tokens or 2 * longest + 10
+        # as long as asked (or twice the source, plus some), but never past the model's last position
+        room = max_len if f.cross_attention else max_len - longest
+        n_new = min(max_new_tokens or 2 * longest + 10, room)
         if f.cross_attention:
             inputs = pad_batch([sources[i] for i in idx]).to(device)
         else:
@@ -203,11 +217,31 @@ def translate_ids(model: nn.Module, family: str, sources: Sequence[list[int]], *
 
 def translate(model: nn.Module, family: str, tokenizer: WordTokenizer, sentences: Sequence[str], **kw) -> list[str]:
     """English sentences -> French sentences."""
+    _check_sentences(sentences)
     ids = translate_ids(model, family, [tokenizer.encode(s) for s in sentences], **kw)
     return [tokenizer.decode(t) for t in ids]
 
 
+def _check_sentences(sentences) -> None:
+    if isinstance(sentences, str):  # iterating over it would translate it letter by letter
+        raise TypeError(f"sentences must be a list of strings; got one string ({_shorten(sentences)!r}): wrap it as [text].")
+
+
+def longest_source(model: nn.Module, family: str) -> int:
+    """The longest source (in tokens) :func:`translate_ids` accepts: an encoder-decoder reads up to
+    ``max_len`` source tokens; a decoder-only prompt needs room for ``source <sep>`` and a translation
+    as long as the source within its ``max_len`` positions."""
+    max_len = getattr(model, "module", model).cfg.max_len
+    return max_len if _translator(family).cross_attention else (max_len - 1) // 2
+
+
 SENTENCE_END = (".", "!", "?")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Typed text -> its sentences: one per line, and a line split after each ``.``, ``!`` or ``?``
+    that a space follows (the models were trained on one sentence at a time)."""
+    return [s for line in text.splitlines() for s in re.split(r"(?<=[.!?])\s+", line.strip()) if s]
 
 
 def _is_word(token: str) -> bool:
@@ -242,29 +276,39 @@ class TypedTranslation:
     text: str  # as typed
     source: str  # normalised, unknown words left out (what the model reads)
     unknown: list[str]  # words outside the vocabulary
-    translation: str | None  # None when too little is left (see translate_typed)
+    translation: str | None  # None when too little is left, or the sentence is too long (see translate_typed)
+    too_long: bool = False  # longer than the model can read (see longest_source): left untranslated
 
 
 def translate_typed(model: nn.Module, family: str, tokenizer: WordTokenizer, sentences: Sequence[str],
                     source_words=None, **kw) -> list[TypedTranslation]:
     """Translate sentences as a person types them (any case, with or without the final full stop,
     possibly with words the toy vocabulary lacks): see :func:`prepare_source`. A sentence is left
-    untranslated (``translation=None``) when no known word remains, or only one next to unknown words."""
+    untranslated (``translation=None``) when no known word remains, or only one next to unknown words,
+    or when it is longer than :func:`longest_source` (then ``too_long`` is True)."""
+    _check_sentences(sentences)
     prepared = [prepare_source(s, tokenizer, source_words) for s in sentences]
+    limit = longest_source(model, family)
+    too_long = {i for i, (src, _) in enumerate(prepared) if len(tokenizer.encode(src)) > limit}
 
     def enough(src: str, unknown: list[str]) -> bool:  # with words missing, one known word alone says nothing
         n_known = sum(_is_word(t) for t in tokenizer.tokenize(src))
         return n_known >= (2 if unknown else 1)
 
-    todo = [i for i, (src, unknown) in enumerate(prepared) if enough(src, unknown)]
+    todo = [i for i, (src, unknown) in enumerate(prepared) if enough(src, unknown) and i not in too_long]
     outs = translate(model, family, tokenizer, [prepared[i][0] for i in todo], **kw) if todo else []
     done = dict(zip(todo, outs))
-    return [TypedTranslation(text, src, unknown, done.get(i)) for i, (text, (src, unknown)) in enumerate(zip(sentences, prepared))]
+    return [TypedTranslation(text, src, unknown, done.get(i), i in too_long)
+            for i, (text, (src, unknown)) in enumerate(zip(sentences, prepared))]
 
 
 def evaluate(model: nn.Module, family: str, data: TranslationData, split: str = "test", *,
              limit: int | None = None, **kw) -> dict[str, float]:
     """BLEU and chrF (sacrebleu) and exact match (%) of the model's translations of ``split``."""
+    if split not in data.splits:
+        raise ValueError(f"split must be one of {sorted(data.splits)}; got {split!r}.")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit is how many sentences to score, a whole number >= 1 (or None for all); got {limit!r}.")
     pairs = data.splits[split][:limit]
     hyps = translate(model, family, data.tokenizer, [en for en, _ in pairs], **kw)
     refs = [data.tokenizer.decode(data.tokenizer.encode(fr)) for _, fr in pairs]  # normalised like hyps
@@ -309,7 +353,7 @@ def save_translator(path: str, model: nn.Module, family: str, tokenizer: WordTok
                     source_words: Sequence[str] | None = None) -> None:
     """Weights + config + vocabulary + family (+ the English words of the training data, so that a
     typed sentence's unknown words can be named), loadable with ``torch.load(weights_only=True)``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    check_writable(path, "model file")  # a clear error naming the path (it also creates the folders)
     model = getattr(model, "module", model)
     blob = {"family": family, "config": model.cfg.to_dict(), "tokenizer": tokenizer.to_dict(),
             "model": {k: v.cpu() for k, v in model.state_dict().items()}}
@@ -365,17 +409,18 @@ def default_train_config(**overrides) -> TrainConfig:
 
 def train_translator(family: str, data: TranslationData, model_cfg: ModelConfig, train_cfg: TrainConfig,
                      *, label_smoothing: float = 0.0, evaluate_split: str | None = None, eval_limit: int = 200,
-                     evaluator=None) -> tuple[nn.Module, list[dict]]:
+                     evaluator=None, resume: bool = True) -> tuple[nn.Module, list[dict]]:
     """Build and train one family's model; returns ``(model, history)``. The initial weights are
     drawn after seeding every RNG with ``train_cfg.seed``, so a run does not depend on what ran before.
     ``evaluate_split``: BLEU / exact match on its first ``eval_limit`` sentences at every evaluation;
-    or pass any ``evaluator(model) -> dict`` (e.g. :func:`validation_evaluator`)."""
+    or pass any ``evaluator(model) -> dict`` (e.g. :func:`validation_evaluator`). ``resume=False``
+    ignores (and later overwrites) an existing checkpoint at ``train_cfg.ckpt_path``."""
     seed_everything(train_cfg.seed)
     model = build(family, model_cfg)
     if evaluator is None and evaluate_split:
         evaluator = lambda m: evaluate(m, family, data, evaluate_split, limit=eval_limit)
     history = train(model, loss_for(family, label_smoothing), data.ids("train"), train_cfg,
-                    collate=collate_for(family), evaluate=evaluator)
+                    collate=collate_for(family), evaluate=evaluator, resume=resume)
     return model, history
 
 
@@ -475,19 +520,52 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _number(low: float, high: float, *, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite number in the interval, or a one-line usage error saying which."""
+    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"must be in {lo}{low}, {high}{hi}, got {text}")
+        return value
+
+    return parse
+
+
+def _d_model(text: str) -> int:
+    value = _positive_int(text)
+    if value % 4:  # model_configs' 4 heads must divide it
+        raise argparse.ArgumentTypeError(f"must be a multiple of 4 (the number of attention heads), got {value}")
+    return value
+
+
 def _device(name: str | None) -> torch.device:
     """The requested device, or a :class:`TranslatorError` if this machine does not have it."""
     from .runtime import pick_device
 
     try:
-        device = pick_device(name)
-    except RuntimeError as e:
-        raise TranslatorError(f"{name!r} is not a device name PyTorch knows (try cpu, cuda or mps).") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TranslatorError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine; use --device cpu.")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TranslatorError("--device mps was asked for, but this machine has no Apple GPU; use --device cpu.")
-    return device
+        return pick_device(name)
+    except ValueError as e:
+        raise TranslatorError(f"--device {name}: {e}") from None
+
+
+def _typed_sentences(args_sentences: Sequence[str]) -> list[str]:
+    """The sentences to translate: the arguments, or standard input for ``-`` (or none, when piped),
+    one per line; lines are split into sentences (:func:`split_sentences`)."""
+    import sys
+
+    texts = list(args_sentences)
+    if not texts or "-" in texts:
+        if not texts and sys.stdin.isatty():
+            raise TranslatorError("give the sentences to translate after the model file, or pipe them in, one per line.")
+        piped = sys.stdin.read()
+        texts = [piped if t == "-" else t for t in texts] if texts else [piped]
+    return [s for text in texts for s in split_sentences(text)]
 
 
 def _load_data_or_explain(seed: int, n_train: int | None, tsv: str | None) -> TranslationData:
@@ -512,10 +590,14 @@ def _run_translate(args) -> None:
 
     model, family, tok = load_translator(args.model, _device(args.device))
     source_words = load_source_words(args.model)
-    results = translate_typed(model, family, tok, args.sentences, source_words, beam_size=args.beam)
+    results = translate_typed(model, family, tok, _typed_sentences(args.sentences), source_words, beam_size=args.beam)
     for r in results:
         print(f"{r.text}\t{r.translation if r.translation is not None else ''}")
-        if r.unknown:
+        if r.too_long:
+            print(f"note: {_shorten(r.text)!r} has {len(tok.encode(r.source))} tokens, more than the {longest_source(model, family)} "
+                  f"this {family} model can read (its max_len is {model.cfg.max_len}); split it into shorter sentences.",
+                  file=sys.stderr)
+        elif r.unknown:
             words = ", ".join(repr(w) for w in r.unknown)
             what = (f"translated {r.source!r} instead" if r.translation is not None else
                     "too little is left to translate")
@@ -523,6 +605,10 @@ def _run_translate(args) -> None:
                   f"(a toy fragment of English); {what}.", file=sys.stderr)
         elif r.translation is None:
             print(f"note: {r.text!r} has no words to translate.", file=sys.stderr)
+
+
+def _shorten(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -539,45 +625,48 @@ def main(argv: Sequence[str] | None = None) -> None:
     t.add_argument("--out", default="runs/translator.pt", help="where to save the trained model")
     t.add_argument("--ckpt", default=None, help="training checkpoint for resume (default: runs/translator.ckpt.pt for "
                    "--out runs/translator.pt; *.pt files are git-ignored)")
+    t.add_argument("--ckpt-every", type=_positive_int, default=None, help="save the checkpoint every this many steps "
+                   "(default 500; it is also saved at the end and when the run is interrupted with Ctrl-C or SIGTERM)")
+    t.add_argument("--fresh", action="store_true", help="start from scratch, ignoring (and later replacing) an existing checkpoint")
     t.add_argument("--tsv", default=None, help="your own English<TAB>French file instead of the generated data")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-train", type=_positive_int, default=None)
     t.add_argument("--steps", type=_positive_int, default=None)
     t.add_argument("--batch-size", type=_positive_int, default=None, help="global batch (split over torchrun processes)")
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--d-model", type=_positive_int, default=None)
+    t.add_argument("--lr", type=_number(0, math.inf, low_open=True, high_open=True), default=None)
+    t.add_argument("--d-model", type=_d_model, default=None)
     t.add_argument("--layers", type=_positive_int, default=None, help="encoder and decoder depth of the encoder-decoder "
                    "(the decoder-only models get the depth that matches its parameters)")
-    t.add_argument("--dropout", type=float, default=None)
-    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--dropout", type=_number(0, 1, high_open=True), default=None)
+    t.add_argument("--label-smoothing", type=_number(0, 1), default=0.0)
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     t.add_argument("--no-progress", action="store_true")
     e = sub.add_parser("eval", help="BLEU / chrF / exact match of a saved model")
     e.add_argument("model")
     e.add_argument("--split", default="test", choices=("train", "valid", "test", "long"))
     e.add_argument("--beam", type=_positive_int, default=1, help="beam size (1 = greedy)")
-    e.add_argument("--length-penalty", type=float, default=1.0)
+    e.add_argument("--length-penalty", type=_number(-math.inf, math.inf, low_open=True, high_open=True), default=1.0)
     e.add_argument("--tsv", default=None, help="the TSV file the model was trained on (default: generated data)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--limit", type=_positive_int, default=None, help="only the first LIMIT sentences")
     e.add_argument("--device", default=None)
-    s = sub.add_parser("translate", help="translate sentences given on the command line (any case, full stop optional)")
+    s = sub.add_parser("translate", help="translate sentences given on the command line, or one per line on standard input "
+                       "(any case, full stop optional)")
     s.add_argument("model")
-    s.add_argument("sentences", nargs="+")
+    s.add_argument("sentences", nargs="*", help="sentences to translate; - (or none) reads them from standard input, one per line")
     s.add_argument("--beam", type=_positive_int, default=1)
     s.add_argument("--device", default=None)
     args = p.parse_args(argv)
     try:
         _run(args)
-    except KeyboardInterrupt:
-        hint = " (run the same command again to resume from the last checkpoint)" if args.cmd == "train" else ""
-        print(f"error: interrupted{hint}.", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"error: {_interrupted(args, err)}", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as err:  # noqa: BLE001 - the CLI answers in one sentence; --debug shows the traceback
         if args.debug:
             raise
-        if isinstance(err, TranslatorError):
-            message = str(err)
+        if isinstance(err, (TranslatorError, CheckpointError)):
+            message = str(err).replace(FRESH_HINT, "delete it, or add --fresh to start over")
         elif isinstance(err, OSError) and err.filename is not None:
             message = f"cannot use {err.filename!r}: {err.strerror or err}."
         else:
@@ -587,16 +676,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
+def _interrupted(args, err: KeyboardInterrupt) -> str:
+    """What an interrupted command did; "run the same command again" only where that resumes something."""
+    if isinstance(err, TrainingInterrupted):
+        return (f"interrupted after step {err.step} of {err.steps}; the checkpoint {err.path!r} is saved, so running the same "
+                "command again resumes from there.")
+    ckpt = (args.ckpt or default_ckpt_path(args.out)) if args.cmd == "train" else None
+    if ckpt and os.path.isfile(ckpt) and not args.fresh:
+        return f"interrupted; running the same command again resumes from the checkpoint {ckpt!r}."
+    return "interrupted before anything was saved."
+
+
 def _run(args) -> None:
     if args.cmd == "train":
+        ckpt = args.ckpt or default_ckpt_path(args.out)
+        try:  # both now, not after training
+            check_writable(args.out, "model file")
+            check_writable(ckpt, "checkpoint")
+        except ValueError as e:
+            raise TranslatorError(str(e)) from None
         device = _device(args.device) if args.device else None
         data = _load_data_or_explain(args.seed, args.n_train, args.tsv)
         over = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                       device=str(device) if device else None).items() if v is not None}
-        tcfg = default_train_config(seed=args.seed, ckpt_path=args.ckpt or default_ckpt_path(args.out), progress=not args.no_progress, **over)
+        if args.ckpt_every is not None:
+            over["ckpt_every"] = args.ckpt_every
+        tcfg = default_train_config(seed=args.seed, ckpt_path=ckpt, progress=not args.no_progress, **over)
         size = {k: v for k, v in dict(d_model=args.d_model, enc_dec_layers=args.layers, dropout=args.dropout).items() if v is not None}
         mcfg = model_configs(data.tokenizer.vocab_size, **size)[args.family]
-        model, history = train_translator(args.family, data, mcfg, tcfg, label_smoothing=args.label_smoothing)
+        model, history = train_translator(args.family, data, mcfg, tcfg, label_smoothing=args.label_smoothing,
+                                          resume=not args.fresh)
         if int(os.environ.get("RANK", "0")) == 0:
             save_translator(args.out, model, args.family, data.tokenizer, data.source_words())
             metrics = evaluate(model.eval(), args.family, data, "valid", limit=500)
