@@ -334,16 +334,36 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"{str(path)!r} {what}; give the folder of a Hugging Face checkpoint (config.json + model.safetensors).")
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in {path}; expected a Hugging Face checkpoint folder (config.json + model.safetensors).")
-    hf = json.loads((path / "config.json").read_text())
+    hf = read_config(path / "config.json")
     files = sorted(path.glob("model*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no model.safetensors in {path}; course_lib reads safetensors only (not pytorch_model.bin).")
     tensors: dict[str, Tensor] = {}
     for f in files:
-        tensors.update(load_file(str(f)))
+        try:
+            tensors.update(load_file(str(f)))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+            size = f.stat().st_size
+            what = "is empty" if size == 0 else f"cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}; {size} bytes)"
+            raise UnsupportedCheckpoint(f"{str(f)!r} {what}: it is damaged or cut short; copy or download it again.") from None
     return hf, tensors
+
+
+def read_config(file: str | Path) -> dict:
+    """A Hugging Face ``config.json`` as a dict, or an error naming the file and what is wrong with it."""
+    file = Path(file)
+    try:
+        hf = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
+        raise UnsupportedCheckpoint(f"{str(file)!r} is not valid JSON ({e}); copy or download the checkpoint's config.json again.") from None
+    if not isinstance(hf, dict):
+        raise UnsupportedCheckpoint(f"{str(file)!r} holds a JSON {type(hf).__name__}, not the object of settings a config.json is.")
+    return hf
 
 
 def from_hf(hf: dict, tensors: dict[str, Tensor], dtype: torch.dtype | None = torch.float32):
@@ -351,7 +371,11 @@ def from_hf(hf: dict, tensors: dict[str, Tensor], dtype: torch.dtype | None = to
     family = hf.get("model_type")
     if family not in _CONVERTERS:
         raise UnsupportedCheckpoint(f"model_type {family!r} is not supported; course_lib converts {sorted(_CONVERTERS)}.")
-    cls, cfg, sd = _CONVERTERS[family](hf, tensors)
+    try:
+        cls, cfg, sd = _CONVERTERS[family](hf, tensors)
+    except KeyError as e:  # the converters read the fields they need as hf["..."]
+        raise UnsupportedCheckpoint(f"the config.json of this {family} checkpoint has no field {e.args[0]!r}, which course_lib needs "
+                                    "to build the model; copy the checkpoint's config.json again.") from None
     model = cls(cfg)
     if dtype is not None:
         model.to(dtype)
@@ -378,7 +402,7 @@ def load_pretrained(path: str | Path, dtype: torch.dtype | None = torch.float32)
 def generation_ids(path_or_config: str | Path | dict) -> dict[str, int | None]:
     """``bos_id``/``eos_id``/``pad_id`` to pass to :func:`course_lib.generation.generate` for this checkpoint
     (an encoder-decoder's decoder starts from ``decoder_start_token_id``)."""
-    hf = path_or_config if isinstance(path_or_config, dict) else json.loads((Path(path_or_config) / "config.json").read_text())
+    hf = path_or_config if isinstance(path_or_config, dict) else read_config(Path(path_or_config) / "config.json")
     bos = hf.get("decoder_start_token_id", hf.get("bos_token_id"))
     return {"bos_id": bos if bos is not None else 0, "eos_id": hf.get("eos_token_id"), "pad_id": hf.get("pad_token_id") or 0}
 

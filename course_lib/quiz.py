@@ -57,7 +57,12 @@ class MultipleChoice:
     _explanations: list[str | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.question, str):
+            raise TypeError(f"question must be text (a str); got {type(self.question).__name__}.")
+        if isinstance(self.options, str):
+            raise TypeError(f"options must be a list of option texts, not one string ({self.options!r}); e.g. ['causal', 'bidirectional'].")
         self.options = [str(o) for o in self.options]
+        _check_options(self.options)
         if len(self.options) < 2:
             raise ValueError(f"a multiple-choice question needs at least 2 options; got {len(self.options)}.")
         if len(self.options) > len(LETTERS):
@@ -101,6 +106,26 @@ class MultipleChoice:
         return ok
 
 
+_LETTER_RE = re.compile(r"\(?([A-Za-z])[).]?")  # how an answer letter may be written: b, B, b), (b), b.
+
+
+def _check_options(options: list[str]) -> None:
+    """Every option must be answerable without ambiguity: not empty, not a repeat of another, and not
+    text that reads as the answer letter of a different option (an option "b" at position (a))."""
+    seen: dict[str, int] = {}
+    for i, text in enumerate(options):
+        key = text.strip().casefold()
+        if not key:
+            raise ValueError(f"option ({_letter(i)}) is empty; every option needs a text.")
+        if key in seen:
+            raise ValueError(f"options ({_letter(seen[key])}) and ({_letter(i)}) are both {text.strip()!r}; make every option different.")
+        seen[key] = i
+        m = _LETTER_RE.fullmatch(text.strip())
+        if m and i != LETTERS.index(m.group(1).lower()) < len(options):
+            raise ValueError(f"option ({_letter(i)}) is the text {text.strip()!r}, which reads as the answer letter of option "
+                             f"({m.group(1).lower()}); reword it (e.g. 'option {text.strip()}') or reorder the options so each sits at its own letter.")
+
+
 def _resolve(mc: MultipleChoice, chosen) -> int | None:
     """Index of the option meant by ``chosen`` (index, letter, "b)", "(b)", or option text), else None."""
     if isinstance(chosen, bool):
@@ -110,10 +135,9 @@ def _resolve(mc: MultipleChoice, chosen) -> int | None:
     if not isinstance(chosen, str):
         return None
     s = chosen.strip()
-    m = re.fullmatch(r"\(?([A-Za-z])[).]?", s)
-    if m:
-        i = LETTERS.index(m.group(1).lower())
-        return i if i < len(mc.options) else None
+    m = _LETTER_RE.fullmatch(s)
+    if m and LETTERS.index(m.group(1).lower()) < len(mc.options):  # a letter first (options never read as another's letter)
+        return LETTERS.index(m.group(1).lower())
     folded = [o.strip().casefold() for o in mc.options]
     return folded.index(s.casefold()) if s.casefold() in folded else None
 
@@ -246,6 +270,8 @@ def grade_quiz(answers: Mapping[str, int | str]) -> tuple[int, list[tuple[str, b
 
     Pure, like :func:`grade_choice`; an unknown id raises the same ``KeyError``.
     """
+    if not isinstance(answers, Mapping):
+        raise TypeError(f"answers must be a dict of question id -> answer, e.g. {{'mask-1': 'b'}}; got {type(answers).__name__}.")
     results = [(qid, *grade_choice(qid, chosen)) for qid, chosen in answers.items()]
     return sum(ok for _, ok, _ in results), results
 
