@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -91,8 +90,8 @@ def record_claim(
     that produced it. ``numbers``: the raw measurements behind the sentence (JSON-serialisable).
     ``save`` defaults to ``not fast_mode()``. Returns the entry.
     """
-    claim = _claim_number(claim)
-    _check_lesson_name(lesson)
+    if claim not in CLAIMS:
+        raise ValueError(f"claim must be one of 1..{len(CLAIMS)}, got {claim!r}")
     judged = _judged_fields(verdict)
     entry = {
         "claim": claim,
@@ -103,18 +102,16 @@ def record_claim(
         "numbers": numbers or {},
         **judged,
     }
-    _check_json(entry)  # fail here, not later, if numbers are not standard JSON
+    json.dumps(entry)  # fail here, not later, if numbers are not serialisable
     if save is None:
         save = not fast_mode()
     if save:
         path = Path(folder) if folder is not None else results_dir()
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"the results folder {str(path)!r} is a file; pass a folder as folder=.")
         path.mkdir(parents=True, exist_ok=True)
         file = path / f"{lesson}.json"
-        data = _read_results(file) if file.exists() else {}
+        data = json.loads(file.read_text()) if file.exists() else {}
         data[str(claim)] = entry
-        file.write_text(json.dumps(dict(sorted(data.items(), key=lambda kv: int(kv[0]))), indent=2, allow_nan=False) + "\n")
+        file.write_text(json.dumps(dict(sorted(data.items(), key=lambda kv: int(kv[0]))), indent=2) + "\n")
     return entry
 
 
@@ -123,62 +120,10 @@ def load_ledger(folder: str | Path | None = None) -> dict[int, list[dict[str, An
     path = Path(folder) if folder is not None else results_dir()
     ledger: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
     for file in sorted(path.glob("*.json")):
-        for key, entry in _read_results(file).items():
+        for key, entry in json.loads(file.read_text()).items():
             _validate_entry(file, key, entry)
             ledger[int(key)].append(entry)
     return ledger
-
-
-def _claim_number(claim: Any) -> int:
-    """``claim`` as a plain int 1..12, or a clear error (4.0 and True are not claim numbers)."""
-    if isinstance(claim, numbers.Integral) and not isinstance(claim, bool) and int(claim) in CLAIMS:
-        return int(claim)
-    raise ValueError(f"claim must be a whole number from 1 to {len(CLAIMS)} (the keys of ledger.CLAIMS); got {claim!r}.")
-
-
-def _check_lesson_name(lesson: Any) -> None:
-    """A lesson is a notebook stem such as ``05_translator``: its results file must stay inside the results folder."""
-    if not (isinstance(lesson, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", lesson) and ".." not in lesson):
-        raise ValueError(f"lesson must be a notebook's name without folders or suffix, such as '05_translator'; got {lesson!r}.")
-
-
-def _check_json(entry: dict[str, Any]) -> None:
-    """Refuse what standard JSON cannot hold (NaN, infinity, tensors, ...), naming the value's place in the entry;
-    ``evidence`` and ``section`` are text and ``numbers`` a dict."""
-    for name in ("evidence", "section"):
-        if not isinstance(entry[name], str):
-            raise TypeError(f"{name} must be text (a str); got {type(entry[name]).__name__}.")
-    if not isinstance(entry["numbers"], dict):
-        raise TypeError(f"numbers must be a dict of named measurements, e.g. {{'bleu': 95.1}}; got {type(entry['numbers']).__name__}.")
-    def walk(x: Any, where: str) -> None:
-        if isinstance(x, float) and not math.isfinite(x):
-            raise ValueError(f"{where} is {x}, which standard JSON cannot hold; record None (or the string 'inf') instead.")
-        if isinstance(x, dict):
-            for k, v in x.items():
-                walk(v, f"{where}[{k!r}]")
-        elif isinstance(x, (list, tuple)):
-            for i, v in enumerate(x):
-                walk(v, f"{where}[{i}]")
-        elif not isinstance(x, (str, int, float, bool, type(None))):
-            raise TypeError(f"{where} is a {type(x).__name__}, which JSON cannot hold; record plain numbers (e.g. float(x)).")
-
-    for key, value in entry.items():
-        walk(value, key)
-
-
-def _read_results(file: Path) -> dict[str, Any]:
-    """A saved results file as a dict, or a clear error naming the file (strict JSON: no NaN)."""
-    def refuse(constant: str):
-        raise ValueError(f"{constant} is not standard JSON")
-
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"), parse_constant=refuse)
-    except ValueError as e:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"the results file {str(file)!r} is not valid JSON ({e}); delete it and rerun its lesson in full mode.") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"the results file {str(file)!r} holds a {type(data).__name__}, not an object of claims; "
-                         "delete it and rerun its lesson in full mode.")
-    return data
 
 
 def _validate_entry(file: Path, key: str, entry: Any) -> None:
@@ -446,7 +391,7 @@ def _too_few(sides: dict[str, list[float]], min_seeds: int, what: str, part: str
     short = {n: len(v) for n, v in sides.items() if len(v) < min_seeds}
     if not short:
         return None
-    names = ", ".join(f"{n} {k} run{'s' * (k != 1)}" for n, k in short.items())
+    names = ", ".join(f"{n + ' ' if n else ''}{k} run{'s' * (k != 1)}" for n, k in short.items())
     return Verdict("cannot be shown at toy scale",
                    f"{what}: only {names}; the rule needs at least {min_seeds} per side to tell an effect from "
                    "run-to-run noise.", part, numbers)
@@ -546,7 +491,7 @@ def judge(
 def _judge_effects(effects: list[float], null: float, higher_is_better: bool, min_effect: float, min_seeds: int,
                    what: str, part: str, fmt: str, names: tuple[str, str]) -> Verdict:
     numbers: dict[str, Any] = {"effects": effects, "null": null, "higher_is_better": higher_is_better}
-    early = _too_few({what: effects}, min_seeds, what, part, numbers)
+    early = _too_few({"": effects}, min_seeds, what, part, numbers)
     if early:
         return early
     mean, sd = statistics.mean(effects), statistics.stdev(effects)
@@ -578,7 +523,7 @@ def judge_similar(effects: Sequence[float], band: tuple[float, float], *, what: 
     if not lo < hi:
         raise ValueError(f"band must be (low, high) with low < high, got {band!r}.")
     numbers: dict[str, Any] = {"effects": e, "band": [lo, hi]}
-    early = _too_few({what: e}, min_seeds, what, part, numbers)
+    early = _too_few({"": e}, min_seeds, what, part, numbers)
     if early:
         return early
     inside = sum(lo <= x <= hi for x in e)
@@ -600,7 +545,7 @@ def judge_exact(value: float, band: tuple[float, float], *, what: str, part: str
     if not lo <= hi:
         raise ValueError(f"band must be (low, high) with low <= high, got {band!r}.")
     numbers = {"value": v, "band": [lo, hi]}
-    shown = f"{what}: {_num(v, fmt)} (a count, no run-to-run spread), the claim allows {_num(lo, fmt)}-{_num(hi, fmt)}"
+    shown = f"{what}: {_num(v, fmt)} (exact: no run-to-run spread), the claim allows {_num(lo, fmt)}-{_num(hi, fmt)}"
     if lo <= v <= hi:
         return Verdict("supported", f"{shown}: inside.", part, numbers)
     return Verdict("contradicted at toy scale", f"{shown}: outside.", part, numbers)

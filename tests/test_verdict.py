@@ -371,3 +371,8 @@ def test_paired_reason_reads_in_order():
     assert v.verdict == CON
     assert v.reason.startswith("exact match (%): BiAttn 33.7 (24-39) vs causal 45 (38.7-48.7); BiAttn minus causal per run: "
                                "-11.4 (-14.7 to -9.7) over 3 runs")
+
+
+def test_too_few_runs_of_one_group_reads_cleanly():
+    v = judge([2.0], null=1.0, higher_is_better=True, what="ratio")
+    assert v.reason == "ratio: only 1 run; the rule needs at least 3 per side to tell an effect from run-to-run noise."
