@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -90,8 +91,8 @@ def record_claim(
     that produced it. ``numbers``: the raw measurements behind the sentence (JSON-serialisable).
     ``save`` defaults to ``not fast_mode()``. Returns the entry.
     """
-    if claim not in CLAIMS:
-        raise ValueError(f"claim must be one of 1..{len(CLAIMS)}, got {claim!r}")
+    claim = _claim_number(claim)
+    _check_lesson_name(lesson)
     judged = _judged_fields(verdict)
     entry = {
         "claim": claim,
@@ -102,16 +103,18 @@ def record_claim(
         "numbers": numbers or {},
         **judged,
     }
-    json.dumps(entry)  # fail here, not later, if numbers are not serialisable
+    _check_json(entry)  # fail here, not later, if numbers are not standard JSON
     if save is None:
         save = not fast_mode()
     if save:
         path = Path(folder) if folder is not None else results_dir()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"the results folder {str(path)!r} is a file; pass a folder as folder=.")
         path.mkdir(parents=True, exist_ok=True)
         file = path / f"{lesson}.json"
-        data = json.loads(file.read_text()) if file.exists() else {}
+        data = _read_results(file) if file.exists() else {}
         data[str(claim)] = entry
-        file.write_text(json.dumps(dict(sorted(data.items(), key=lambda kv: int(kv[0]))), indent=2) + "\n")
+        file.write_text(json.dumps(dict(sorted(data.items(), key=lambda kv: int(kv[0]))), indent=2, allow_nan=False) + "\n")
     return entry
 
 
@@ -120,10 +123,62 @@ def load_ledger(folder: str | Path | None = None) -> dict[int, list[dict[str, An
     path = Path(folder) if folder is not None else results_dir()
     ledger: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
     for file in sorted(path.glob("*.json")):
-        for key, entry in json.loads(file.read_text()).items():
+        for key, entry in _read_results(file).items():
             _validate_entry(file, key, entry)
             ledger[int(key)].append(entry)
     return ledger
+
+
+def _claim_number(claim: Any) -> int:
+    """``claim`` as a plain int 1..12, or a clear error (4.0 and True are not claim numbers)."""
+    if isinstance(claim, numbers.Integral) and not isinstance(claim, bool) and int(claim) in CLAIMS:
+        return int(claim)
+    raise ValueError(f"claim must be a whole number from 1 to {len(CLAIMS)} (the keys of ledger.CLAIMS); got {claim!r}.")
+
+
+def _check_lesson_name(lesson: Any) -> None:
+    """A lesson is a notebook stem such as ``05_translator``: its results file must stay inside the results folder."""
+    if not (isinstance(lesson, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", lesson) and ".." not in lesson):
+        raise ValueError(f"lesson must be a notebook's name without folders or suffix, such as '05_translator'; got {lesson!r}.")
+
+
+def _check_json(entry: dict[str, Any]) -> None:
+    """Refuse what standard JSON cannot hold (NaN, infinity, tensors, ...), naming the value's place in the entry;
+    ``evidence`` and ``section`` are text and ``numbers`` a dict."""
+    for name in ("evidence", "section"):
+        if not isinstance(entry[name], str):
+            raise TypeError(f"{name} must be text (a str); got {type(entry[name]).__name__}.")
+    if not isinstance(entry["numbers"], dict):
+        raise TypeError(f"numbers must be a dict of named measurements, e.g. {{'bleu': 95.1}}; got {type(entry['numbers']).__name__}.")
+    def walk(x: Any, where: str) -> None:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ValueError(f"{where} is {x}, which standard JSON cannot hold; record None (or the string 'inf') instead.")
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{where}[{k!r}]")
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(v, f"{where}[{i}]")
+        elif not isinstance(x, (str, int, float, bool, type(None))):
+            raise TypeError(f"{where} is a {type(x).__name__}, which JSON cannot hold; record plain numbers (e.g. float(x)).")
+
+    for key, value in entry.items():
+        walk(value, key)
+
+
+def _read_results(file: Path) -> dict[str, Any]:
+    """A saved results file as a dict, or a clear error naming the file (strict JSON: no NaN)."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not standard JSON")
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"), parse_constant=refuse)
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"the results file {str(file)!r} is not valid JSON ({e}); delete it and rerun its lesson in full mode.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"the results file {str(file)!r} holds a {type(data).__name__}, not an object of claims; "
+                         "delete it and rerun its lesson in full mode.")
+    return data
 
 
 def _validate_entry(file: Path, key: str, entry: Any) -> None:
