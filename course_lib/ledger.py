@@ -573,7 +573,7 @@ def judge_similar(effects: Sequence[float], band: tuple[float, float], *, what: 
     comparisons (e.g. a per-seed ratio), ``band = (lo, hi)`` what the claim calls similar (e.g. ``(0.8, 1.25)``).
     Every run inside: supported; every run outside: contradicted at toy scale; some in, some out: cannot be shown."""
     _check_seeds(min_seeds)
-    e = _runs(effects, "effects", allow_inf=False)
+    e = _runs(effects, "effects", allow_inf=True)  # an infinite ratio (never reached) is outside any band
     lo, hi = (float(x) for x in band)
     if not lo < hi:
         raise ValueError(f"band must be (low, high) with low < high, got {band!r}.")

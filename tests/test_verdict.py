@@ -230,6 +230,7 @@ def test_similar_claims():
     v = judge_similar([2.6, 2.9, 2.4], band, what="compute ratio")
     assert v.verdict == CON and "every run outside" in v.reason
     assert judge_similar([0.5, 2.9, 3.0], band, what="r").verdict == CON  # outside on both sides is still not similar
+    assert judge_similar([math.inf, 2.0, 3.0], band, what="r").verdict == CON  # a target never reached: not similar
     straddle = judge_similar([1.1, 1.2, 1.4], band, what="compute ratio")
     assert straddle.verdict == CANNOT and "2 of 3" in straddle.reason
 
