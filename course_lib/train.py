@@ -198,6 +198,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and what to do."""
 
 
+#: What to do with a checkpoint that cannot be used (the command line shows its own flag instead).
+FRESH_HINT = "delete it, or start fresh with train(..., resume=False) (command line: --fresh)"
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT (Ctrl-C, a notebook's stop button) or SIGTERM stopped :func:`train` after a step that it
     saved: ``path``, ``step`` (updates done) and ``steps`` (asked for). Running the same call again resumes."""
@@ -269,13 +273,10 @@ def _check_state_dict(model: nn.Module, state: dict, path) -> None:
         problems = [f"{name} ({len(xs)}): {show(xs)}" for name, xs in
                     [("missing keys", missing), ("unexpected keys", unexpected),
                      ("shape mismatches", shapes)] if xs]
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {os.fspath(path)!r} does not match this model (saved from a different "
-            "architecture or config?); " + "; ".join(problems)
+            "architecture or config?): " + "; ".join(problems) + f"; {FRESH_HINT}."
         )
-
-
-FRESH_HINT = "delete it, or start fresh with train(..., resume=False) (command line: --fresh)"
 
 
 def _read_checkpoint(path) -> dict:

@@ -17,10 +17,13 @@ for DistributedDataParallel: NCCL on GPUs, gloo on CPUs; rank 0 saves and evalua
     python -m course_lib.translate train --family encdec --out runs/encdec.pt
     python -m course_lib.translate eval runs/encdec.pt --split test --beam 4
     python -m course_lib.translate translate runs/encdec.pt "the small dogs do not see the red car."
+    python -m course_lib.translate translate runs/encdec.pt - < sentences.txt   # one sentence per line
     python -m course_lib.translate train --tsv my_pairs.tsv ...   # your own English<TAB>French file
 
 ``train`` resumes from its checkpoint (``runs/encdec.ckpt.pt`` next to ``runs/encdec.pt``) if one
-exists. ``runs/`` and ``*.pt`` are git-ignored: weights never go into the repository.
+exists (``--fresh`` starts over instead). The checkpoint is saved every ``--ckpt-every`` steps, at
+the end, and when the run is stopped with Ctrl-C or SIGTERM (single process). ``runs/`` and ``*.pt``
+are git-ignored: weights never go into the repository.
 """
 from __future__ import annotations
 
