@@ -208,14 +208,14 @@ def norm_verdicts(result: dict) -> list[Verdict]:
     """Claim 11's parts from :func:`norm_ablation`, each by :func:`course_lib.ledger.judge` (lower is better):
     ``"QK-norm: logits"`` (the largest attention logit, Wortsman et al.'s proxy for attention-logit growth), then
     ``"<piece>: loss"`` for each of :data:`NORM_PIECES` (validation loss after training at the ablation's rate)."""
-    full, lr = "full recipe", result["lr"]
+    full, at = "full recipe", f"{result['steps']} steps at lr {result['lr']:g}"
     verdicts = [judge(result["max_logit"][full], result["max_logit"]["without QK-norm"], higher_is_better=False,
-                      names=("with", "without"), part="QK-norm: logits",
-                      what=f"largest attention logit in training at lr {lr:g}, recipe with / without QK-norm")]
+                      names=("the full recipe", "the recipe without QK-norm"), part="QK-norm: logits",
+                      what=f"largest attention logit in {at}")]
     for piece in NORM_PIECES:
         verdicts.append(judge(result["valid_loss"][full], result["valid_loss"][f"without {piece}"], higher_is_better=False,
-                              names=("with", "without"), part=f"{piece}: loss",
-                              what=f"validation loss after training at lr {lr:g}, recipe with / without {piece}"))
+                              names=("the full recipe", f"the recipe without {piece}"), part=f"{piece}: loss",
+                              what=f"validation loss after {at}"))
     return verdicts
 
 
