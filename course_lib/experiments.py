@@ -102,7 +102,8 @@ def equal_compute(cfgs: dict[str, ModelConfig], chunks: Tensor, valid: Tensor, *
       against the last T - P of each chunk).
 
     ``pretrained[(run, seed)]``: models already trained with this schedule (lesson 07's ``pretrained`` dict has
-    the ``"decoder"`` and ``"encdec"`` runs), reused instead of retrained. Returns ``{"ppl": {run: [per seed]}, "flops_per_step": {run: FLOPs}, "seeds", "steps", "batch"}``."""
+    the ``"decoder"`` and ``"encdec"`` runs), reused instead of retrained. Returns ``{"ppl": {run: [per seed]},
+    "flops_per_step": {run: FLOPs}, "seeds", "steps", "batch"}``."""
     T = chunks.shape[1]
     pretrained = pretrained or {}
     runs = {"decoder": ("decoder", batch_size), "encdec": ("encdec", batch_size),

@@ -371,9 +371,10 @@ VERDICT_RULE = """\
    it can see) or at its ceiling (the task saturates): cannot be shown at toy scale.
 3. Direction, the same test both ways. The effect is clear only when its spread leaves no doubt
    about its sign: two independent groups must not overlap (every run of one side beats every run
-   of the other, by more than the measure's resolution, e.g. the check interval of a step count); paired runs or per-run effects must have a mean more than twice their standard
-   deviation away from no effect. Clear in the claimed direction: supported; clear in the other
-   direction: contradicted at toy scale; otherwise: no clear difference (neither side wins).
+   of the other, by more than the measure's resolution, e.g. a step count's check interval);
+   paired runs or per-run effects must have a mean more than twice their standard deviation away
+   from no effect. Clear in the claimed direction: supported; clear in the other direction:
+   contradicted at toy scale; otherwise: no clear difference (neither side wins).
 4. Size. A claim that names a size ("a lot") needs an effect of at least that size; a clear effect
    in the claimed direction that is smaller: nuanced.
 5. "Similar" claims. Every run inside the stated band: supported; every run outside it:
@@ -495,11 +496,13 @@ def judge(
     * ``judge(effects, null=1.0)``: per-run effects already computed (e.g. a per-seed ratio; ``null`` is "no
       effect"); the claim says they lie above ``null`` (``higher_is_better=True``) or below it.
 
-    ``higher_is_better``: which way the measure is good (a loss: False). ``what``: the measure, e.g.
+    ``higher_is_better``: the direction the claim predicts for ``claimed`` (a loss that should be lower: False; "a
+    longer prompt takes longer", claimed = the long prompt's times: True). ``what``: the measure, e.g.
     ``"validation BLEU"``. ``names``: the two sides as the reason should name them. ``min_effect``: the size the
     claim names (in the measure's units, from ``null``). ``resolution``: two groups must be further apart than
-    this to count as not overlapping (a step count checked every 50 steps: 50). ``floor`` / ``ceiling``: the values at and beyond which
-    the measure stops telling models apart (e.g. exact match 5% / 99%); not for per-run effects.
+    this to count as not overlapping (a step count checked every 50 steps: 50). ``floor`` / ``ceiling``: the
+    values at and beyond which the measure stops telling models apart (e.g. exact match 5% / 99%); not for
+    per-run effects.
     ``part``: "a", "b"... for a part of a two-part claim. Returns a :class:`Verdict`; NaN input is refused."""
     _check_seeds(min_seeds)
     a = _runs(claimed, "claimed" if other is not None else "effects", allow_inf=other is not None and not paired)
