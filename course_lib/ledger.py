@@ -213,7 +213,8 @@ CLAIM_LESSONS: dict[int, tuple[str, ...]] = {
 COMBINE_RULE = (
     "One lesson: its verdict. Several lessons: if they agree, that verdict; a lesson's "
     "'cannot be shown at toy scale' gives way to verdicts other lessons measured; "
-    "measured verdicts that disagree combine to 'nuanced'."
+    "measured verdicts that disagree combine to 'nuanced'. A claim with parts is combined part by part, and "
+    "parts that end with different verdicts give 'nuanced' (each part keeps its own row)."
 )
 
 LEDGER_HEADER = "| # | claim | verdict | evidence (measured) | where |"
