@@ -32,8 +32,17 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None
     return tuple(out)
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no argument, CUDA only; the CPU has its own function
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
-    if not (q.dtype == k.dtype == v.dtype) or not q.is_floating_point():
+    # under autocast q, k, v may differ (a norm kept in float32): the kernel casts them, so only say so without it
+    if not (q.is_floating_point() and k.is_floating_point() and v.is_floating_point()) or (
+            not q.dtype == k.dtype == v.dtype and not _autocast_on(q.device.type)):
         raise TypeError(
             f"q, k and v must be floating-point tensors of one dtype; got {q.dtype}, {k.dtype}, {v.dtype} "
             "(convert them alike, e.g. with .float())."

@@ -51,3 +51,20 @@ def test_empty_and_unusual_lengths_give_the_right_mask():
     assert not bool(padding_mask(torch.zeros(1, 3, dtype=torch.long)).any())
     out = sdpa(q, q, q, torch.zeros(3, 3, dtype=torch.bool))  # every key hidden: zeros, not NaN
     assert bool((out == 0).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_dtypes_under_autocast_are_not_refused(dtype):
+    # autocast keeps QK-norm and V-norm in float32 while the projections run in half precision: the
+    # kernel casts them, so the one-dtype check applies only outside autocast
+    from course_lib import DecoderOnly, ModelConfig
+
+    torch.manual_seed(0)
+    model = DecoderOnly(ModelConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=1, qk_norm=True, v_norm=True, pos="rope"))
+    tokens = torch.randint(0, 30, (2, 5))
+    with torch.autocast("cpu", dtype=dtype):
+        out = model(tokens)
+        mixed = sdpa(q, q.to(dtype), q)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert torch.allclose(out.float(), model(tokens), atol=0.1)  # the same model, in half precision
+    assert mixed.dtype == dtype
