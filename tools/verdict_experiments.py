@@ -7,8 +7,8 @@ notebook: the numbers and the verdicts that the proposed lesson cells compute (`
     python tools/verdict_experiments.py --rejudge            # verdicts again from the saved numbers, no training
 
 Writes ``results/experiments/raw.json`` (every per-seed number, with the hardware and seconds per experiment) and
-``results/experiments/07_encoder_decoder_revisited.json`` (the verdicts, through ``ledger.record_claim``: readable
-with ``ledger.load_ledger("results/experiments")``). The course's ledger in ``results/claims/`` is written only by
+``results/experiments/claims/07_encoder_decoder_revisited.json`` (the verdicts, through ``ledger.record_claim``:
+readable with ``ledger.load_ledger("results/experiments/claims")``). The course's ledger in ``results/claims/`` is written only by
 the lessons themselves.
 """
 from __future__ import annotations
@@ -133,7 +133,8 @@ def main() -> None:
         for v in vs:
             print(f"claim {claim} {v}")
         ledger.record_claim(claim, vs if len(vs) > 1 else vs[0], evidence, lesson=LESSON, section=section,
-                            numbers={"raw": "raw.json", "seconds": raw[str(claim)]["seconds"]}, save=True, folder=OUT)
+                            numbers={"raw": "../raw.json", "seconds": raw[str(claim)]["seconds"]}, save=True,
+                            folder=OUT / "claims")
 
 
 if __name__ == "__main__":
