@@ -366,3 +366,21 @@ def test_smollm2_chat_template_matches_transformers(smol):
             text = apply_chat_template(tok, msgs, add_generation_prompt=gen)
             assert text == ref_tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
             assert tok.encode(text).ids == ref_tok(text)["input_ids"]
+
+
+def test_smollm2_benchmark_runs_and_checks_itself(smol, tmp_path):
+    """benchmarks/smollm2.py at smoke-test sizes on the already loaded models: both contestants emit the
+    same tokens and logits, and the report renders. (No timing is asserted: speed lives in benchmarks/.)"""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "smollm2.py"
+    spec = importlib.util.spec_from_file_location("smollm2_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ours, tok, ref, _ = smol
+    results = bench.run(ours, tok, ref, prompt_len=8, new_tokens=6, prefill_len=24, repeat=1)
+    assert results["decode"]["same_tokens"] and results["prefill"]["max_abs_logit_diff"] < 1e-4
+    assert all(results[k]["ours_tokens_per_s"] > 0 and results[k]["theirs_tokens_per_s"] > 0 for k in ("decode", "prefill"))
+    report = {"slug": "smollm2-test", "hardware": bench.hardware_info(), "device": "cpu", "date": "now", "command": "test", "results": results}
+    assert "greedy 6 tokens after a 8-token prompt" in bench.render_markdown(report)
