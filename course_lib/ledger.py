@@ -88,7 +88,8 @@ def record_claim(
     (its reason is saved too), or one :class:`Verdict` per part of a two-part claim (saved under ``"parts"``,
     the claim's verdict by :func:`combine_parts`). ``evidence``: one sentence with the measured numbers.
     ``lesson``: notebook stem, e.g. ``"05_translator"``. ``section``: the heading
-    that produced it. ``numbers``: the raw measurements behind the sentence (JSON-serialisable).
+    that produced it. ``numbers``: the raw measurements behind the sentence (JSON-serialisable; strict JSON
+    has no NaN or infinity, so NaN is saved as ``None`` and infinity as ``"inf"``).
     ``save`` defaults to ``not fast_mode()``. Returns the entry.
     """
     claim = _claim_number(claim)
@@ -103,6 +104,8 @@ def record_claim(
         "numbers": numbers or {},
         **judged,
     }
+    if isinstance(entry["numbers"], dict):
+        entry["numbers"] = _finite(entry["numbers"])
     _check_json(entry)  # fail here, not later, if numbers are not standard JSON
     if save is None:
         save = not fast_mode()
@@ -140,6 +143,18 @@ def _check_lesson_name(lesson: Any) -> None:
     """A lesson is a notebook stem such as ``05_translator``: its results file must stay inside the results folder."""
     if not (isinstance(lesson, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", lesson) and ".." not in lesson):
         raise ValueError(f"lesson must be a notebook's name without folders or suffix, such as '05_translator'; got {lesson!r}.")
+
+
+def _finite(x: Any) -> Any:
+    """``x`` in strict JSON: a NaN measurement (e.g. the loss of a run that diverged) becomes ``None``
+    and an infinite one the string ``"inf"`` / ``"-inf"``, as :func:`json_safe` writes them."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return json_safe(x)
 
 
 def _check_json(entry: dict[str, Any]) -> None:
