@@ -217,6 +217,8 @@ def _copy_package_source(dest: Path) -> Path:
     dest.mkdir()
     shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
     shutil.copytree(ROOT / "course_lib", dest / "course_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # pyproject.toml ships the saved benchmark reports inside the package (lesson 06 reads them on Colab)
+    shutil.copytree(ROOT / "benchmarks" / "results", dest / "benchmarks" / "results", ignore=shutil.ignore_patterns("*.md"))
     readme = ROOT / "README.md"
     if readme.is_file():
         shutil.copy2(readme, dest / "README.md")
@@ -256,6 +258,8 @@ def test_setup_cell_in_colab_pip_installs_from_the_source_and_pins_colab_package
     assert (target / "course_lib" / "__init__.py").is_file()
     assert (target / "course_lib" / "colab.py").read_text() == (ROOT / "course_lib" / "colab.py").read_text()
     assert list(target.glob("course_lib-*.dist-info"))
+    shipped = {p.name for p in (target / "course_lib" / "benchmark_results").glob("*.json")}
+    assert shipped and shipped == {p.name for p in (ROOT / "benchmarks" / "results").glob("*.json")}  # lesson 06's reports
     assert not (target / "torch").exists() and not (target / "ipywidgets").exists()
     assert "device:" in out
 
@@ -867,7 +871,11 @@ def test_nbval_sanitize_patterns_cover_what_varies():
 
 
 def test_kernel_start_retries_only_a_kernel_that_died_at_start_up():
-    from conftest import KERNEL_DIED, start_kernel_with_retry
+    # the repository's conftest.py by path: `import conftest` finds tests/conftest.py first
+    spec = importlib.util.spec_from_file_location("repo_root_conftest", ROOT / "conftest.py")
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    KERNEL_DIED, start_kernel_with_retry = root_conftest.KERNEL_DIED, root_conftest.start_kernel_with_retry
 
     calls = []
 
