@@ -77,18 +77,19 @@ def cross(x, context, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, kv_from
     return proj(out, w_o) if use_wo else out
 
 
-def corrupt(tokens, vocab_size, mask_id, p=0.15, *, skip_special=True, split=(0.8, 0.1), labels="chosen", lo=6,
-            fixed_p=None, in_place=False, ignore=IGNORE):
+def corrupt(tokens, vocab_size, mask_id, p=0.15, special_ids=(0, 1, 2, 3, 4, 5), generator=None, *, skip_special=True,
+            split=(0.8, 0.1), labels="chosen", lo=None, fixed_p=None, in_place=False, ignore=IGNORE):
     p = fixed_p if fixed_p is not None else p
-    special = tokens < 6 if skip_special else torch.zeros_like(tokens, dtype=torch.bool)
-    chosen = (torch.rand(tokens.shape) < p) & ~special
-    r = torch.rand(tokens.shape)
+    lo = len(special_ids) if lo is None else lo
+    special = torch.isin(tokens, torch.tensor(special_ids, device=tokens.device)) if skip_special else torch.zeros_like(tokens, dtype=torch.bool)
+    chosen = (torch.rand(tokens.shape, generator=generator).to(tokens.device) < p) & ~special
+    r = torch.rand(tokens.shape, generator=generator).to(tokens.device)
     to_mask = chosen & (r < split[0])
     to_rand = chosen & (r >= split[0]) & (r < split[0] + split[1])
     inputs = tokens if in_place else tokens.clone()
     original = tokens.clone()
     inputs[to_mask] = mask_id
-    inputs[to_rand] = torch.randint(lo, vocab_size, tokens.shape)[to_rand]
+    inputs[to_rand] = torch.randint(lo, vocab_size, tokens.shape, generator=generator).to(tokens.device)[to_rand]
     if labels == "chosen":
         lab = torch.where(chosen, original, torch.full_like(tokens, ignore))
     elif labels == "all":
@@ -134,7 +135,7 @@ def greedy(model, prompt, max_new_tokens, eos_id=2, pad_id=0, *, refeed=False, s
     cache = model.new_cache() if use_cache else None
     seq = prompt
     logits = model(prompt, cache=cache)[:, -1]
-    done = torch.zeros(prompt.shape[0], dtype=torch.bool)
+    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     out = []
     for _ in range(max_new_tokens):
         token = logits.argmax(-1)
@@ -163,7 +164,6 @@ def not_implemented(*args, **kwargs):
 CORRECT = [
     (C.check_scaled_dot_product_attention, cl.scaled_dot_product_attention),
     (C.check_scaled_dot_product_attention, attn),
-    (C.check_scaled_dot_product_attention, lambda q, k, v, mask=None: cl.scaled_dot_product_attention(q, k, v, mask, return_weights=True)),
     (C.check_causal_mask, cl.causal_mask),
     (C.check_causal_mask, causal_ok),
     (C.check_padding_mask, cl.padding_mask),
@@ -220,6 +220,8 @@ WRONG = [
     ("sdpa", C.check_scaled_dot_product_attention, lambda q, k, v, m=None: attn(q, k, v, m, fix_nan=False), "NaN"),
     ("sdpa", C.check_scaled_dot_product_attention, lambda q, k, v, m=None: attn(q, k, v, m, fill="big"), "all masked"),
     ("sdpa", C.check_scaled_dot_product_attention, lambda q, k, v, m=None: attn(q, k, v, m, return_weights=True), "weights"),
+    ("sdpa", C.check_scaled_dot_product_attention,
+     lambda q, k, v, m=None: cl.scaled_dot_product_attention(q, k, v, m, return_weights=True), "output tensor (…, T_q, d_v) alone"),
     # masks
     ("causal", C.check_causal_mask, lambda t: torch.ones(t, t, dtype=torch.bool).tril(-1), "diagonal"),
     ("causal", C.check_causal_mask, lambda t: torch.ones(t, t, dtype=torch.bool).tril(1), "one future token"),
@@ -232,7 +234,7 @@ WRONG = [
     ("padding", C.check_padding_mask, lambda tok, pad_id=0: tok != pad_id, "(B, 1, 1, T)"),
     ("padding", C.check_padding_mask, lambda tok, pad_id=0: (tok != pad_id)[:, None, :, None], "queries"),
     ("padding", C.check_padding_mask, lambda tok, pad_id=0: (tok != 0)[:, None, None, :], "pad_id"),
-    ("prefix", C.check_prefix_mask, lambda t, p: causal_ok(t), "bidirectional"),
+    ("prefix", C.check_prefix_mask, lambda t, p: causal_ok(t), "plain causal mask"),
     ("prefix", C.check_prefix_mask, lambda t, p: causal_ok(t) | (torch.arange(t) < p)[:, None], "keys"),
     ("prefix", C.check_prefix_mask, lambda t, p: causal_ok(t) | (torch.arange(t) <= p)[None, :], "off by one"),
     ("prefix", C.check_prefix_mask, lambda t, p: ~prefix_ok(t, p), "inverted"),
@@ -258,7 +260,8 @@ WRONG = [
     ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15: corrupt(t, v, m, p, skip_special=False), "special tokens"),
     ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15: corrupt(t, v, m, p, split=(1.0, 0.0)), "80%"),
     ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15: corrupt(t, v, m, p, split=(0.1, 0.1)), "80%"),
-    ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15: corrupt(t, v, m, p, fixed_p=0.15), "probability p"),
+    ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15, special_ids=(0, 1, 2, 3, 4, 5), generator=None:
+     corrupt(t, v, m, p, special_ids, generator, fixed_p=0.15), "p argument is ignored"),
     ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15: corrupt(t, v, m, p, labels="all"), "IGNORE (-100)"),
     ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15: corrupt(t, v, m, p, ignore=0), "not 0"),
     ("mlm_corrupt", C.check_mlm_corrupt, lambda t, v, m, p=0.15: corrupt(t, v, m, p, labels="masked_only"), "10%"),
@@ -345,7 +348,7 @@ def test_other_errors_become_one_sentence(name, check):
         (C.check_scaled_dot_product_attention, lambda q, k, v, m=None: attn(q, k, v, m)[..., :-1], "(2, 2, 4, 5)", "(2, 2, 4, 6)"),
         (C.check_causal_mask, lambda t: torch.ones(t, t + 1, dtype=torch.bool).tril(), "(4, 5)", "(4, 4)"),
         (C.check_prefix_mask, lambda t, p: prefix_ok(t, p)[None], "(1, 6, 6)", "(6, 6)"),
-        (C.check_split_heads, lambda x, h: split_ok(x, h)[:, :, :-1], "(2, 3, 4, 4)", "(2, 3, 5, 4)"),
+        (C.check_split_heads, lambda x, h: split_ok(x, h)[:, :, :-1], "(3, 2, 4, 6)", "(3, 2, 5, 6)"),
         (C.check_cross_attention, lambda *a: cross(*a)[:, :, :8], "(2, 4, 8)", "(2, 4, 16)"),
         (C.check_shift_right, lambda y, bos: shift_right_ok(y, bos)[:1], "(1, 4)", "(3, 4)"),
         (C.check_clm_loss, lambda lg, tok, pad_id=0: nll(lg[:, :-1], tok[:, 1:]), "(3, 5)", "()"),
@@ -408,7 +411,7 @@ def test_use_or_reference_picks_the_learners_function_when_it_passes(capsys):
     def shift_right(targets, bos_id):
         return shift_right_ok(targets, bos_id)
 
-    assert C.use_or_reference(shift_right, cl.shift_right) is shift_right
+    assert C.use_or_reference(shift_right, cl.shift_right) is shift_right and shift_right.owner == "your"
     assert capsys.readouterr().out == "→ shift_right: using yours (it passes its check).\n"
 
 
@@ -416,13 +419,15 @@ def test_use_or_reference_falls_back_when_not_implemented_or_wrong(capsys):
     def scaled_dot_product_attention(q, k, v, mask=None):
         raise NotImplementedError
 
-    assert C.use_or_reference(scaled_dot_product_attention, cl.scaled_dot_product_attention) is cl.scaled_dot_product_attention
-    assert "not implemented yet" in capsys.readouterr().out
+    chosen = C.use_or_reference(scaled_dot_product_attention, cl.scaled_dot_product_attention)
+    assert chosen.__wrapped__ is cl.scaled_dot_product_attention and chosen.owner == "the library's"
+    out = capsys.readouterr().out
+    assert "not implemented yet" in out and "__main__" not in out
 
     def causal_mask(t):
         return torch.ones(t, t, dtype=torch.bool)
 
-    assert C.use_or_reference(causal_mask, cl.causal_mask) is cl.causal_mask
+    assert C.use_or_reference(causal_mask, cl.causal_mask).__wrapped__ is cl.causal_mask
     out = capsys.readouterr().out
     assert out == "→ causal_mask: using course_lib's version for now (yours does not pass its check yet).\n"
 
@@ -432,6 +437,6 @@ def test_use_or_reference_finds_the_check_from_either_name_or_name_argument(caps
         return greedy(model, prompt, n, eos_id, pad_id)
 
     assert C.use_or_reference(my_decoder, C.reference_greedy_decode_with_cache) is my_decoder
-    assert C.use_or_reference(lambda y, b: y, cl.shift_right, name="shift_right") is cl.shift_right
+    assert C.use_or_reference(lambda y, b: y, cl.shift_right, name="shift_right").__wrapped__ is cl.shift_right
     with pytest.raises(ValueError, match="no check named"):
         C.use_or_reference(lambda y: y, cl.shift_right, name="nope")

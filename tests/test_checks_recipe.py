@@ -11,7 +11,7 @@ from course_lib.redllm import locality_mass
 
 
 def _rope(x, positions, base=10000.0):
-    return RotaryEmbedding(x.shape[-1], max_len=int(positions.max()) + 1, base=base)(x, positions)
+    return RotaryEmbedding(x.shape[-1], max_len=int(positions.max()) + 1, base=base).to(x.device)(x, positions)
 
 
 def _rms(x, weight, eps=1e-6):

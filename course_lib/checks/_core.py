@@ -63,6 +63,8 @@ import copy
 import io
 import itertools
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -72,7 +74,7 @@ from torch import Tensor, nn
 
 from ..losses import IGNORE
 
-__all__ = ["use_or_reference", "register"]
+__all__ = ["use_or_reference", "register", "CheckFailed", "full_tracebacks"]
 
 # The course's special token ids (course_lib.tokenizer): PAD 0, BOS 1, EOS 2, UNK 3, MASK 4, SEP 5.
 PAD_ID, BOS_ID, EOS_ID, UNK_ID, MASK_ID, SEP_ID = 0, 1, 2, 3, 4, 5
@@ -88,7 +90,41 @@ class NotImplementedYet(Exception):
 
 
 class Fail(Exception):
-    """One-sentence diagnosis; turned into an AssertionError at the top of the check."""
+    """One-sentence diagnosis; turned into a :class:`CheckFailed` at the top of the check."""
+
+
+#: ``COURSE_CHECK_TRACEBACK=1`` (or :func:`full_tracebacks`) shows a failing check's full traceback
+#: in Jupyter, for instructors; learners see the one sentence alone.
+TRACEBACK_ENV = "COURSE_CHECK_TRACEBACK"
+_full_tracebacks: bool | None = None
+
+
+def full_tracebacks(on: bool | None = True) -> None:
+    """Show (``True``) or hide (``False``) the check machinery's traceback under a failing check's
+    sentence in Jupyter; ``None`` goes back to the ``COURSE_CHECK_TRACEBACK`` environment variable."""
+    global _full_tracebacks
+    _full_tracebacks = on
+
+
+def _tracebacks_wanted() -> bool:
+    if _full_tracebacks is not None:
+        return _full_tracebacks
+    return os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class CheckFailed(AssertionError):
+    """A check's verdict: one sentence naming the likely mistake. IPython renders an exception that
+    has ``_render_traceback_`` with the lines it returns, so a notebook shows the sentence alone,
+    not twenty lines of the check's own code; with :func:`full_tracebacks` the attribute is absent and
+    the usual traceback comes back."""
+
+    def __getattr__(self, attr: str):
+        if attr == "_render_traceback_" and not _tracebacks_wanted():
+            return self._one_sentence
+        raise AttributeError(attr)
+
+    def _one_sentence(self) -> list[str]:
+        return [f"\x1b[0;31m✗\x1b[0m {self}"]
 
 
 @dataclass
@@ -143,7 +179,7 @@ def _copy(obj):
     memo: dict = {}
 
     def seed(o):
-        if isinstance(o, nn.Module):
+        if isinstance(o, (nn.Module, torch.Generator)):  # models and random generators are shared, not inputs
             memo[id(o)] = o
         elif isinstance(o, (tuple, list)):
             for x in o:
@@ -160,7 +196,7 @@ _clone = _copy
 
 
 def _unchanged(a, b) -> bool:
-    if isinstance(a, nn.Module) or isinstance(b, nn.Module):
+    if isinstance(a, (nn.Module, torch.Generator)) or isinstance(b, (nn.Module, torch.Generator)):
         return True
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         if a.shape != b.shape or a.dtype != b.dtype:
@@ -240,6 +276,7 @@ def same(a, b, *, lenient: bool = False, atol: float = 1e-5, rtol: float = 1e-4)
 
 
 _same = same
+_EXACT = {"atol": 1e-9, "rtol": 1e-12}  # counts (bytes, FLOPs): the right answer + 1 is wrong
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +315,9 @@ def call(name: str, fn: Callable, case: Case, *, arg_names: Sequence[str] | None
     except Fail:
         raise
     except Exception as e:  # noqa: BLE001 - any learner error becomes one friendly sentence
-        raise Fail(f"{name} raised {_one_line(e).rstrip('.')} on the case '{case.name}'; read the error, fix the cell above and run it again.") from None
+        fail = Fail(raised_hint(name, e, case.name))
+        fail.raised = e
+        raise fail from None
     if check_mutation:
         for i, (before, after) in enumerate(zip(pristine[0], args)):
             if not _unchanged(before, after):
@@ -287,6 +326,56 @@ def call(name: str, fn: Callable, case: Case, *, arg_names: Sequence[str] | None
             if not _unchanged(pristine[1][k], kwargs[k]):
                 raise Fail(_mutation_hint(name, k, case.name, pristine[1][k]))
     return out
+
+
+#: Error messages of PyTorch / Python that point at one classic mistake, and the sentence that names it.
+_ERROR_HINTS: list[tuple[str, str]] = [
+    (r"not on the expected device|same device|Expected all tensors to be on|device type .* does not match|found at least two devices",
+     "a tensor made inside your function is on another device than the inputs (torch.zeros, torch.arange, torch.tensor … "
+     "default to the CPU): create it with device=x.device of an input, or with torch.zeros_like / x.new_full"),
+    (r"numpy\(\)|\.numpy|can't convert .* to numpy|Can't call numpy",
+     "you convert to numpy: stay in torch, since numpy works on the CPU only and cuts the autograd graph"),
+    (r"view size is not compatible|use \.reshape",
+     ".view cannot merge axes of a transposed (non-contiguous) tensor: use .reshape(...) (or .contiguous().view(...))"),
+    (r"Expected target size|Expected input batch_size|only batches of spatial targets",
+     "F.cross_entropy wants the classes on axis 1: flatten the logits to (N, V) and the targets to (N,) first, "
+     "logits.reshape(-1, V) and targets.reshape(-1)"),
+    (r"expected scalar type Long|to have one of the following scalar types: Long|tensors used as indices must be long|"
+     r"must be long|Expected tensor for argument #1 'indices'|nll_loss.*(Int|Float)|not implemented for 'Float'|index_select\(\): Expected dtype int",
+     "token ids and indices must be integer tensors of dtype torch.long (int64): nn.Embedding, gather and cross_entropy reject "
+     "floats, and cross_entropy rejects int32 targets too"),
+    (r"integer dtype", "token ids must be integer tensors (torch.long): a float tensor of ids (e.g. from torch.ones(...) * id) "
+     "cannot be fed to the model"),
+    (r"index out of range in self|out of bounds for dimension|index .* is out of bounds",
+     "an index is out of range: token ids must lie in 0 … vocab_size - 1, and positions in 0 … T - 1"),
+    (r"Boolean value of Tensor with more than one value is ambiguous",
+     "`if`, `and`, `or` or `not` was used on a tensor with several values; use the element-wise operators &, | and ~ "
+     "(and .any() / .all() where one answer is wanted)"),
+    (r"Dimension out of range",
+     "an axis that does not exist was used (e.g. dim=2 on a 2-D tensor); count axes from the end (-1, -2) so the code works "
+     "whatever the leading dimensions"),
+    (r"mat1 and mat2 shapes cannot be multiplied|size mismatch, got input|inconsistent tensor size|must match the size of tensor",
+     "two shapes do not fit together in a product or a sum: check which matrix needs transposing (the last two axes: "
+     ".transpose(-2, -1), not .T, which reverses every axis of a batched tensor) and keepdim=True in reductions"),
+    (r"modified by an inplace operation|a leaf Variable that requires grad is being used in an in-place",
+     "an in-place operation (+=, masked_fill_, x[...] = …) changed a tensor that autograd still needs: use the out-of-place "
+     "form (x = x + …, masked_fill)"),
+    (r"random_ expects 'from' to be less than 'to'|to - from must be|high.*<=.*low",
+     "torch.randint got an empty range: its bounds are low (inclusive) and high (exclusive), and high must come from the "
+     "arguments you are given (e.g. vocab_size), not from the data"),
+    (r"math domain error|float division by zero|division by zero",
+     "a log of 0 or a division by 0: catch the empty or zero case first"),
+]
+
+
+def raised_hint(name: str, e: BaseException, case_name: str) -> str:
+    """The sentence for a learner's function that raised ``e``: the classic mistake its message points at,
+    or the message itself."""
+    msg = str(e)
+    for pattern, hint in _ERROR_HINTS:
+        if re.search(pattern, msg, re.I):
+            return f"{name} raised {_one_line(e).rstrip('.')} on the case '{case_name}': {hint}."
+    return f"{name} raised {_one_line(e).rstrip('.')} on the case '{case_name}'; read the error, fix the cell above and run it again."
 
 
 def _call(name: str, fn: Callable, case: Case, **kw):
@@ -329,19 +418,35 @@ def type_problem(name: str, got, expected, output, case_name: str, what: str | N
                     "(no .item() or float(...)), so that loss.backward() can train the model.")
         if isinstance(got, Tensor) and not got.is_floating_point():
             return f"{name} returned a loss of dtype {got.dtype} {where}; a loss is a floating-point tensor."
+    if output == "number":
+        if isinstance(got, bool) or not isinstance(got, (int, float, Tensor)) or (isinstance(got, Tensor) and got.numel() != 1):
+            what_got = f"a tensor of shape {_fmt(_shape(got))}" if isinstance(got, Tensor) else f"a {type(got).__name__}"
+            return f"{name} should return one number; got {what_got} {where}."
+        return None
     if not isinstance(got, Tensor) or not isinstance(expected, Tensor):
         return None
     if output == "mask" and got.dtype != torch.bool:
         return f"{name}: {label} has dtype {got.dtype} {where}; a mask in this course is a torch.bool tensor (build it with a comparison, or add .bool())."
     if got.device != expected.device:
-        return f"{name} returned {label} on device {got.device} {where} but the inputs are on {expected.device}; create new tensors with device=… of the inputs (e.g. torch.zeros_like)."
+        return (f"{name} returned {label} on device {got.device} {where} but the inputs are on {expected.device}: a tensor made inside "
+                "your function (torch.zeros, torch.arange, torch.tensor …) defaults to the CPU; create it with device= of an input "
+                "(or torch.zeros_like, x.new_full).")
     if output == "ids" and (got.is_floating_point() or got.dtype == torch.bool or got.is_complex()):
         return (f"{name} returned {label} as {str(got.dtype).replace('torch.', 'torch.')} {where}; token ids and indices must be integers "
                 "(torch.long) — nn.Embedding and indexing reject floats — so use .long() or integer operations (//, argmax, torch.full(..., dtype=torch.long)).")
+    if output == "ids" and got.dtype != expected.dtype and expected.dtype == torch.long:
+        return (f"{name} returned {label} as {got.dtype} {where}; token ids, labels and indices must be torch.long (int64): "
+                "F.cross_entropy rejects int32 targets and indexing expects int64, so build them with dtype=torch.long (or .long()).")
+    if output in ("float", "loss") and got.is_floating_point() and expected.is_floating_point() and got.dtype != expected.dtype:
+        how = ("the inputs are float32: a float64 table, a numpy array (float64) or a .double() somewhere promotes the result, and the "
+               "next layer's float32 weights then reject it; keep the inputs' dtype (build tables with dtype=x.dtype, or .to(x.dtype))"
+               if got.dtype == torch.float64 else f"return the inputs' dtype, {expected.dtype}")
+        return f"{name} returned {label} as {got.dtype} {where} where the reference gives {expected.dtype}; {how}."
     if output == "float" and not got.is_floating_point():
         if got.dim() == expected.dim() - 1 and tuple(got.shape) == tuple(expected.shape[:-1]):
-            return (f"{name} returned integer indices of shape {_fmt(_shape(got))} (one per row) {where}; return floating-point values of "
-                    f"shape {_fmt(_shape(expected))}, one per entry of the last axis (e.g. a one-hot row for an argmax).")
+            return (f"{name} returned integer token ids / indices of shape {_fmt(_shape(got))} (one per row) {where}; return floating-point "
+                    f"values of shape {_fmt(_shape(expected))}, one per entry of the last axis (the logits or probabilities themselves, "
+                    "e.g. a one-hot row for an argmax).")
         return f"{name} returned {label} of dtype {got.dtype} {where}; it should be a floating-point tensor of shape {_fmt(_shape(expected))}."
     return None
 
@@ -442,7 +547,7 @@ def structural_hint(name: str, case: Case, got, expected, *, is_mask: bool = Fal
     got_s, exp_s = _as_tensor(got), _as_tensor(expected)
     if isinstance(got_s, Tensor) and isinstance(exp_s, Tensor) and got_s.numel() == 1 and exp_s.numel() == 1 and got_s.is_floating_point():
         gv, ev = float(got_s.detach()), float(exp_s.detach())
-        if math.isfinite(gv) and abs(ev) > 1e-6:
+        if math.isfinite(gv) and 1e-6 < abs(ev) < 50:  # a loss: exp(ev) cannot overflow
             if abs(gv - math.exp(ev)) < 1e-4 * max(1.0, abs(gv)):
                 return f"{name}: you returned exp(loss), the perplexity; return the loss itself (the mean −log p) {where}."
             if abs(gv + ev) < 1e-5 * max(1.0, abs(ev)):
@@ -489,6 +594,9 @@ def structural_hint(name: str, case: Case, got, expected, *, is_mask: bool = Fal
                 return (f"{name}: entries that must be exactly 0 still get probability: give what is removed a logit (score) of -inf "
                         f"before the softmax, not 0 {where}.")
     nz = e.abs() > 1e-6
+    if int(nz.sum()) >= 2 and bool((g.abs() < 1e-12).all()):
+        return (f"{name}: your result is all zeros where the reference's is not: nothing from the inputs reaches it — look for "
+                f"a selection that keeps nothing (a mask, window or slice that is empty) or a product with zeros {where}.")
     if int(nz.sum()) >= 2 and bool((g[~nz].abs() < 1e-6).all()):
         r = g[nz] / e[nz]
         c = r.mean().item()
@@ -516,10 +624,12 @@ def _axes_note(got: Tensor, expected: Tensor) -> str:
 
 
 def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant], *, is_mask: bool = False,
-              more: Callable[[], str | None] | None = None) -> str | None:
+              more: Callable[[], str | None] | None = None, first: Callable[[], str | None] | None = None,
+              exact: bool = False) -> str | None:
     """None if ``got`` matches ``expected``; otherwise one sentence naming the likely mistake.
-    ``more()`` (probes of the learner's function, then :func:`structural_hint`) runs when no
-    known-wrong variant matches, before the generic sentences."""
+    ``first()`` (early probes) runs before the known-wrong variants, ``more()`` (probes of the
+    learner's function, then :func:`structural_hint`) when no variant matches, before the generic
+    sentences. ``exact`` compares numbers to the last unit (counts of bytes or FLOPs)."""
     if got is None:
         return f"{name} returned None on the case '{case.name}'; did you forget the `return` statement?"
     if is_mask and isinstance(got, Tensor) and got.dtype != torch.bool:
@@ -533,14 +643,19 @@ def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant],
         if got.shape == expected.shape and not got.is_floating_point() and bool((got < 0).any()):
             return (f"{name} returned dtype {got.dtype} with negative values: `~` on an integer tensor is a bitwise not (~0 = -1, ~1 = -2); "
                     f"masks in this course are boolean, so apply `~` to the bool result of a comparison (no .int()).")
-    if same(got, expected):
+    if same(got, expected, **(_EXACT if exact else {})):
         return None
     got_cmp = got.ne(0) if (is_mask and isinstance(got, Tensor) and got.dtype != torch.bool) else got
     got_t = _as_tensor(got)
     if isinstance(expected, Tensor) and expected.numel() == 1 and isinstance(got_t, Tensor) and got_t.numel() == 1 \
-            and got_t.is_floating_point() and bool(torch.isnan(got_t).any()) and not bool(torch.isnan(expected).any()):
+            and got_t.is_floating_point() and bool(torch.isnan(got_t).any()) and not bool(torch.isnan(expected).any()) \
+            and float(expected) == 0.0:
         return (f"{name} returned NaN on the case '{case.name}', where the reference gives {number(expected)}; when nothing is counted the loss "
                 "must be 0, not NaN (0 / 0): return logits.sum() * 0.0 in that case.")
+    if first is not None:
+        hit = first()
+        if hit:
+            return hit
     hit = match_variant(name, case, got_cmp, expected, variants)
     if hit:
         return hit
@@ -565,8 +680,8 @@ def _diagnose(name: str, case: Case, got, expected, variants: Sequence[Variant],
             return f"{name} returned shape {_fmt(_shape(got_t))} but the expected shape is {_fmt(_shape(expected))} {where}{_axes_note(got_t, expected)}."
         if got_t.is_floating_point() and bool(torch.isnan(got_t).any()) and not bool(torch.isnan(expected).any()):
             if expected.numel() == 1:
-                return (f"{name} returned NaN {where}, where the reference gives {number(expected)}; when nothing is counted the loss must be 0 "
-                        "(return logits.sum() * 0.0), and a mean over an empty set or log(0) gives NaN.")
+                return (f"{name} returned NaN {where}, where the reference gives {number(expected)}: a mean over an empty selection "
+                        "(a slice or mask that keeps nothing) or log(0) gives NaN; check which positions your code selects.")
             return f"{name} returned NaN {where}, where the reference has finite values; look for a softmax over a row of -inf or a mean over an empty set."
         if got_t.is_floating_point() and bool(torch.isinf(got_t).any()) and not bool(torch.isinf(expected).any()):
             return f"{name} returned an infinite value {where}, where the reference is finite; look for log(0) (use log_softmax / cross_entropy) or a division by zero."
@@ -590,7 +705,7 @@ def _pending(name: str) -> bool:
 
 def not_callable(name: str, fn) -> None:
     if not callable(fn):
-        raise AssertionError(f"check_{name} needs your function itself, e.g. check_{name}({name}); got a {type(fn).__name__}.")
+        raise CheckFailed(f"check_{name} needs your function itself, e.g. check_{name}({name}); got a {type(fn).__name__}.")
 
 
 def guarded(name: str, body: Callable[[], int | None], what: str = "cases match") -> bool:
@@ -602,37 +717,60 @@ def guarded(name: str, body: Callable[[], int | None], what: str = "cases match"
     except NotImplementedYet:
         return _pending(name)
     except Fail as e:
-        raise AssertionError(str(e)) from None
+        raise CheckFailed(_sentence(str(e))) from None
+    except CheckFailed:
+        raise
+    except Exception as e:  # noqa: BLE001 - the check itself must never crash on a strange result
+        raise CheckFailed(_sentence(
+            f"{name}: your function's result could not be compared with the reference ({_one_line(e)}); "
+            "check that it returns what the task describes (type, shape and dtype)")) from None
     return _ok(name, n or 0, what)
+
+
+def _sentence(text: str) -> str:
+    """One line, at most 600 characters, ending with a full stop."""
+    text = " ".join(str(text).split())
+    if len(text) > 590:
+        text = text[:586].rstrip() + " …"
+    return text if text.endswith((".", "…", "?", "!", ")")) else text + "."
+
+
+def _run_probes(probes: Sequence[Callable], fn: Callable, case: Case, *extra) -> str | None:
+    """The first sentence any probe returns (a probe that cannot run tells nothing)."""
+    for probe in probes:
+        try:
+            with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+                hit = probe(fn, case, *extra)
+        except Fail:
+            raise
+        except Exception:  # noqa: BLE001
+            hit = None
+        if hit:
+            return hit
+    return None
 
 
 def run_check(name: str, fn: Callable, cases: Sequence[Case], reference: Callable, variants: Sequence[Variant], *,
               is_mask: bool = False, output=None, arg_names: Sequence[str] | None = None,
               properties: Sequence[Callable[[Callable], None]] = (), shape_check: Callable | None = None,
               transform: Callable | None = None, output_names: Sequence[str] | None = None,
-              pre_check: Callable | None = None, probes: Sequence[Callable] = ()) -> bool:
+              pre_check: Callable | None = None, probes: Sequence[Callable] = (), early_probes: Sequence[Callable] = (),
+              raise_probes: Sequence[Callable] = (), exact: bool = False) -> bool:
     """The standard check (see the module docstring). ``transform`` normalises both results before
     comparing (e.g. ignore don't-care entries); ``shape_check(got, expected, case) -> str | None``
     explains a mismatch no variant matched; ``pre_check(got, expected, case) -> str | None`` runs
-    before the type check (e.g. outputs returned in the wrong order). When no variant matches,
-    ``probes`` (``probe(fn, case, got, expected) -> str | None``, which may call ``fn`` again on
-    diagnostic inputs, e.g. V = identity to read attention weights) run, then the general
-    :func:`structural_hint`, before any generic sentence."""
+    before the type check (e.g. outputs returned in the wrong order). ``early_probes`` run before the
+    known-wrong variants (e.g. an ignored argument that a variant would otherwise explain wrongly); when
+    no variant matches, ``probes`` (``probe(fn, case, got, expected) -> str | None``, which may call
+    ``fn`` again on diagnostic inputs, e.g. V = identity to read attention weights) run, then the
+    general :func:`structural_hint`, before any generic sentence. When the learner's function raises,
+    ``raise_probes`` (``probe(fn, case, exc) -> str | None``) may name the mistake behind the error.
+    ``exact`` compares numbers to the last unit."""
     not_callable(name, fn)
 
     def more_for(case, got, expected, got_c, exp_c):
         def more():
-            for probe in probes:
-                try:
-                    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-                        hit = probe(fn, case, got, expected)
-                except Fail:
-                    raise
-                except Exception:  # noqa: BLE001 - a probe that cannot run tells us nothing
-                    hit = None
-                if hit:
-                    return hit
-            return structural_hint(name, case, got_c, exp_c, is_mask=is_mask)
+            return _run_probes(probes, fn, case, got, expected) or structural_hint(name, case, got_c, exp_c, is_mask=is_mask)
         return more
 
     def body():
@@ -640,7 +778,14 @@ def run_check(name: str, fn: Callable, cases: Sequence[Case], reference: Callabl
             torch.manual_seed(0)
             with torch.no_grad():
                 expected = reference(*_copy(case.args), **_copy(case.kwargs))
-            got = call(name, fn, case, arg_names=arg_names)
+            try:
+                got = call(name, fn, case, arg_names=arg_names)
+            except Fail as f:
+                exc = getattr(f, "raised", None)
+                hit = _run_probes(raise_probes, fn, case, exc) if exc is not None else None
+                if hit:
+                    raise Fail(hit) from None
+                raise
             if got is None:
                 raise Fail(f"{name} returned None on the case '{case.name}'; did you forget the `return` statement?")
             problem = pre_check(got, expected, case) if pre_check is not None and not same(got, expected) else None
@@ -650,14 +795,15 @@ def run_check(name: str, fn: Callable, cases: Sequence[Case], reference: Callabl
                 raise Fail(problem)
             got_c = transform(got) if transform else got
             exp_c = transform(expected) if transform else expected
+            first = (lambda: _run_probes(early_probes, fn, case, got, expected)) if early_probes else None
             if shape_check is None:
                 problem = _diagnose(name, case, got_c, exp_c, variants, is_mask=is_mask,
-                                    more=more_for(case, got, expected, got_c, exp_c))
-            elif same(got_c, exp_c):
+                                    more=more_for(case, got, expected, got_c, exp_c), first=first, exact=exact)
+            elif same(got_c, exp_c, **(_EXACT if exact else {})):
                 problem = None
             else:
-                problem = match_variant(name, case, got_c, exp_c, variants, transform=transform) or shape_check(got, expected, case) or \
-                    more_for(case, got, expected, got_c, exp_c)() or (
+                problem = (first() if first else None) or match_variant(name, case, got_c, exp_c, variants, transform=transform) or \
+                    shape_check(got, expected, case) or more_for(case, got, expected, got_c, exp_c)() or (
                     f"{name} gives a different result from the reference on the case '{case.name}'; compare your code with the description above, step by step.")
             if problem:
                 raise Fail(problem)
@@ -716,6 +862,265 @@ def loss_backward_property(name: str, cases: Sequence[Case], reference: Callable
                 raise Fail(f"{name}: the gradient of your loss differs from the reference's {where}, although the values agree; compute it from the logits with differentiable operations (no .detach() inside).")
 
     return prop
+
+
+# --------------------------------------------------------------------------------------------
+# what flows into the next cell: device, gradients; arguments that are ignored
+# --------------------------------------------------------------------------------------------
+_DEVICE_ERROR = _ERROR_HINTS[0][0]
+
+
+class _CopiesToCpu(torch.overrides.TorchFunctionMode):
+    """On the meta device, ``.cpu()`` / ``.to("cpu")`` give a zero CPU tensor of the same shape and dtype
+    instead of failing (a meta tensor has no data to copy), as a GPU tensor's copy would land on the CPU:
+    code that builds its result from such a copy then returns it on the CPU, or fails mixing devices.
+    Values read as numbers are 0 / False (a model's input checks pass, a decoding loop runs its course)."""
+
+    #: A meta tensor read as a Python number or truth value (``.item()``, ``if t.any():``) gives 0 / False, at
+    #: most this many times per run: a loop waiting for a condition on values stops instead of running forever.
+    max_reads = 400
+
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        t = args[0] if args else None
+        if isinstance(t, Tensor) and t.is_meta and func in (Tensor.item, Tensor.__bool__, Tensor.__int__, Tensor.__float__, Tensor.__index__):
+            self.reads += 1
+            if self.reads > self.max_reads:
+                raise RuntimeError("meta tensors: too many values read")
+            return False if func is Tensor.__bool__ else (0.0 if t.is_floating_point() and func is not Tensor.__index__ else 0)
+        if isinstance(t, Tensor) and t.is_meta and func in (Tensor.cpu, Tensor.to):
+            if func is Tensor.cpu:
+                return torch.zeros(t.shape, dtype=t.dtype)
+            device, dtype, *_ = torch._C._nn._parse_to(*args[1:], **kwargs)
+            if device is not None and device.type == "cpu":
+                return torch.zeros(t.shape, dtype=dtype or t.dtype)
+        return func(*args, **kwargs)
+
+
+def probe_device() -> tuple[torch.device, Callable[[], contextlib.AbstractContextManager], str]:
+    """Where the device property runs the learner's function: ``(device, make_mode, how)``. A real GPU
+    when there is one; otherwise PyTorch's ``meta`` device (tensors with a shape and a dtype but no data),
+    which follows the same device rules, with copies to the CPU simulated (:class:`_CopiesToCpu`)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), contextlib.nullcontext, "a GPU"
+    return torch.device("meta"), _CopiesToCpu, "the meta device (PyTorch's data-less stand-in for a GPU)"
+
+
+def to_device(obj, dev: torch.device):
+    """``obj`` with every tensor moved to ``dev`` (tuples, lists, dicts too); modules are copied, then moved."""
+    if isinstance(obj, Tensor):
+        return obj.to(dev)
+    if isinstance(obj, nn.Module):
+        return copy.deepcopy(obj).to(dev)
+    if isinstance(obj, tuple):
+        return tuple(to_device(o, dev) for o in obj)
+    if isinstance(obj, list):
+        return [to_device(o, dev) for o in obj]
+    if isinstance(obj, dict):
+        return {k: to_device(v, dev) for k, v in obj.items()}
+    return obj
+
+
+def _tensors_in(obj) -> list[Tensor]:
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in _tensors_in(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors_in(o)]
+    return []
+
+
+def device_property(name: str, case: Case, reference: Callable, hint: str = "") -> Callable[[Callable], None]:
+    """A property: with the case's tensors (and model) on a GPU — a simulated one without a GPU, see
+    :func:`probe_device` — the learner's function runs there and returns its tensors there. Only a device
+    mismatch fails it: simulated tensors have no values, so code that reads values (``.item()``,
+    ``if t.any():``) is not judged here."""
+
+    def prop(fn):
+        dev, make_mode, how = probe_device()
+        where = f"on the case '{case.name}' with its inputs on {how}"
+        try:
+            args, kwargs = to_device(_copy((case.args, case.kwargs)), dev)
+            with make_mode(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+                expected = reference(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - the reference cannot run there: nothing to judge
+            return
+        if not all(t.device.type == dev.type for t in _tensors_in(expected)):
+            return
+        try:
+            args, kwargs = to_device(_copy((case.args, case.kwargs)), dev)
+            with make_mode(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+                got = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - NotImplementedError too: here it comes from torch (no data to read)
+            if re.search(_DEVICE_ERROR, str(e), re.I):
+                raise Fail(f"{name} raised {_one_line(e).rstrip('.')} {where}: a tensor made inside your function is on the CPU "
+                           "whatever the inputs' device (torch.zeros, torch.arange, torch.tensor, torch.rand … default to the CPU); "
+                           f"create it with device=x.device of an input, or with torch.zeros_like / x.new_full{hint}.") from None
+            if re.search(r"convert \w+ device type tensor to numpy", str(e), re.I):
+                raise Fail(f"{name} calls .numpy() {where}, which works on CPU tensors only (on a GPU it fails, and a .cpu() first "
+                           "would build the result on the CPU, cut off from the autograd graph); compute it with torch operations "
+                           "on the inputs' own device.") from None
+            return  # anything else needs values, which meta tensors do not have
+        for t in _tensors_in(got):
+            if t.device.type != dev.type:
+                raise Fail(f"{name} returned a tensor on the {t.device.type} device {where}: it was made on the CPU whatever the "
+                           "inputs' device (a numpy round trip, torch.tensor(...), torch.zeros(...) without device=…); create new "
+                           f"tensors with device=x.device of an input, or with torch.zeros_like / x.new_full{hint}.")
+
+    return prop
+
+
+def grad_property(name: str, case: Case, reference: Callable, grad_args: Sequence[int],
+                  arg_names: Sequence[str] | None = None) -> Callable[[Callable], None]:
+    """A property: with the tensors ``args[i]`` (``i`` in ``grad_args``) requiring gradients, the learner's
+    result stays in the autograd graph and a backward pass gives every one of them the reference's
+    gradient (a numpy round trip, ``.tolist()``, ``torch.tensor(...)`` or ``.detach()`` cut it)."""
+
+    def run(f):
+        args = list(_copy(case.args))
+        leaves = {}
+        for i in grad_args:
+            leaves[i] = args[i].detach().clone().requires_grad_(True)
+            args[i] = leaves[i]
+        with torch.enable_grad(), contextlib.redirect_stdout(io.StringIO()):
+            out = f(*args, **_copy(case.kwargs))
+        return out, leaves
+
+    def label(i):
+        return _arg_label(i, arg_names)
+
+    def prop(fn):
+        where = f"on the case '{case.name}'"
+        ref_out, ref_leaves = run(reference)
+        weight = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(9), dtype=ref_out.dtype)
+        (ref_out * weight).sum().backward()
+        try:
+            got, leaves = run(fn)
+        except Exception as e:  # noqa: BLE001
+            raise Fail(raised_hint(name, e, case.name).replace(f"on the case '{case.name}'",
+                                                                f"{where} when its inputs require gradients", 1)) from None
+        if not isinstance(got, Tensor) or got.shape != ref_out.shape:
+            return
+        names = ", ".join(f"`{label(i)}`" for i in grad_args)
+        if not got.requires_grad:
+            raise Fail(f"{name}: your result is cut off from the autograd graph {where}, so no gradient reaches {names}: stay in "
+                       "torch — a numpy round trip, .tolist(), torch.tensor(...) of a result, .detach(), .item() or torch.no_grad() "
+                       "inside the function all cut the graph, and training would then not change any weight.")
+        try:
+            (got * weight.to(got.dtype)).sum().backward()
+        except Exception as e:  # noqa: BLE001
+            raise Fail(f"{name}: a backward pass through your result raised {_one_line(e).rstrip('.')} {where}; keep the result a "
+                       "differentiable function of the inputs (no in-place changes of tensors autograd still needs).") from None
+        for i in grad_args:
+            g, r = leaves[i].grad, ref_leaves[i].grad
+            if r is None or bool((r == 0).all()):
+                continue
+            if g is None:
+                raise Fail(f"{name}: no gradient reaches `{label(i)}` {where}: your result does not depend on it through torch "
+                           "operations (a copy, .detach() or a Python number in between cuts the graph).")
+            if not torch.allclose(g.double(), r.double(), atol=1e-4, rtol=1e-3):
+                raise Fail(f"{name}: the gradient reaching `{label(i)}` differs from the reference's {where} although the values agree; "
+                           "compute the result with differentiable torch operations (no .detach() or in-place tricks inside).")
+
+    return prop
+
+
+def ignored_arg_probe(name: str, reference: Callable, label: str, alternatives: Callable[[list, dict], list]) -> Callable:
+    """A probe for an argument that is ignored: ``alternatives(args, kwargs)`` lists ``(args, kwargs,
+    description)`` with the argument at another value (its default, a common hard-coded constant);
+    when the learner's result is the reference's for one of them, the argument was not used."""
+
+    def probe(fn, case, got, expected):
+        for args, kwargs, desc in alternatives(list(_copy(case.args)), dict(_copy(case.kwargs))):
+            try:
+                with torch.no_grad():
+                    alt = reference(*args, **kwargs)
+            except Exception:  # noqa: BLE001
+                continue
+            if same(alt, expected):
+                continue
+            if same(got, alt) or same(got, alt, lenient=True):
+                return (f"{name}: the {label} argument is ignored — your result is the one for {desc}; use the {label} you are given "
+                        f"(seen on the case '{case.name}').")
+        return None
+
+    return probe
+
+
+#: Constants a learner may have written instead of using an argument: small counts, powers of two, round sizes.
+ROUND_CONSTANTS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 100, 128, 256, 512, 768, 1000, 1024, 2048, 4096, 10000, 32000)
+
+
+def constant_argument_probe(name: str, reference: Callable, labels: dict[int | str, str],
+                            constants: Sequence[float] = ROUND_CONSTANTS) -> Callable:
+    """A probe for functions of numbers: the learner's number equals the reference's with one argument
+    (``labels``: position or keyword -> name) replaced by a round constant — that argument was not used."""
+
+    def probe(fn, case, got, expected):
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            return None
+        for key, label in labels.items():
+            args, kwargs = list(case.args), dict(case.kwargs)
+            given = args[key] if isinstance(key, int) and key < len(args) else kwargs.get(key)
+            if given is None:
+                continue
+            for c in constants:
+                if c == given:
+                    continue
+                if isinstance(key, int) and key < len(args):
+                    args[key] = c
+                else:
+                    kwargs[key] = c
+                try:
+                    alt = reference(*args, **kwargs)
+                except Exception:  # noqa: BLE001
+                    continue
+                if same(got, alt, **_EXACT) and not same(alt, expected, **_EXACT):
+                    return (f"{name}: the {label} argument is ignored — your number is the formula's with {label} = {c:g} instead of "
+                            f"{given:g}; use the {label} you are given (seen on the case '{case.name}').")
+            args, kwargs = list(case.args), dict(case.kwargs)
+        return None
+
+    return probe
+
+
+def product_factor_probe(name: str, labels: dict[int | str, str]) -> Callable:
+    """A probe for products of arguments (bytes = 2 · L · H · d_head · …): when the learner's number is the
+    reference's times or divided by exactly one argument's value, that factor is missing or counted twice."""
+
+    def probe(fn, case, got, expected):
+        if not isinstance(got, (int, float)) or isinstance(got, bool) or not float(expected):
+            return None
+        r = float(got) / float(expected)
+        for key, label in labels.items():
+            v = case.args[key] if isinstance(key, int) and key < len(case.args) else case.kwargs.get(key)
+            if not isinstance(v, (int, float)) or v in (0, 1):
+                continue
+            if math.isclose(r, 1 / v, rel_tol=1e-12):
+                return f"{name}: the factor {label} = {v:g} is missing from your product (seen on the case '{case.name}')."
+            if math.isclose(r, v, rel_tol=1e-12):
+                return f"{name}: the factor {label} = {v:g} is counted twice in your product (seen on the case '{case.name}')."
+        return None
+
+    return probe
+
+
+def number_hint_probe(name: str, formula: str) -> Callable:
+    """The last probe for a function of numbers: say how far off the number is and restate the formula."""
+    def probe(fn, case, got, expected):
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            return None
+        diff = float(got) - float(expected)
+        off = (f" (off by {diff:+,.0f})" if abs(diff) < 10 and diff == int(diff)
+               else f" ({float(got) / float(expected):.4g} times it)" if float(expected) else "")
+        return (f"{name} gives {float(got):,.6g} but the formula gives {float(expected):,.6g}{off} on the case '{case.name}'; "
+                f"write each term down: {formula}.")
+    return probe
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -926,11 +1331,11 @@ def use_or_reference(learner_fn: Callable, reference_fn: Callable, name: str | N
     from ``name``; a function without a check is used as it is.
     """
     label = name or getattr(learner_fn, "__name__", None) or getattr(reference_fn, "__name__", "function")
-    ref_label = getattr(reference_fn, "__module__", "course_lib") or "course_lib"
-    ref_label = "course_lib" if ref_label.startswith("course_lib") else ref_label
+    # whatever wraps the library's function (a lambda in the notebook is __main__'s), it is the library's version
+    ref_label = "course_lib"
     if learner_fn is None or not callable(learner_fn):
         print(f"→ {label}: using {ref_label}'s version (yours is not defined).")
-        return reference_fn
+        return _owned(reference_fn, "the library's")
     check = _check_name(learner_fn, reference_fn, name=name)
     if check is None:
         print(f"→ {label}: using yours (there is no check for it).")
@@ -941,9 +1346,28 @@ def use_or_reference(learner_fn: Callable, reference_fn: Callable, name: str | N
             ok = _CHECKS[check](learner_fn)
     except AssertionError:
         print(f"→ {check}: using {ref_label}'s version for now (yours does not pass its check yet).")
-        return reference_fn
+        return _owned(reference_fn, "the library's")
     if not ok:
         print(f"→ {check}: using {ref_label}'s version for now (yours is not implemented yet).")
-        return reference_fn
+        return _owned(reference_fn, "the library's")
     print(f"→ {check}: using yours (it passes its check).")
-    return learner_fn
+    return _owned(learner_fn, "your")
+
+
+def _owned(fn: Callable, owner: str) -> Callable:
+    """``fn`` with ``fn.owner`` saying whose it is ("your" / "the library's"), so that a cell can print
+    "{f.owner} formula" and never call the library's numbers the learner's. The library's functions are
+    wrapped rather than labelled in place."""
+    if owner == "your" or not callable(fn):
+        with contextlib.suppress(AttributeError, TypeError):
+            fn.owner = owner
+        return fn
+
+    def library_version(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    library_version.__name__ = getattr(fn, "__name__", "library_version")
+    library_version.__doc__ = getattr(fn, "__doc__", None)
+    library_version.__wrapped__ = fn
+    library_version.owner = owner
+    return library_version

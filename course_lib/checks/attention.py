@@ -5,7 +5,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
@@ -15,7 +14,8 @@ from ..masks import causal_mask as _ref_causal_mask
 from ..masks import padding_mask as _ref_padding_mask
 from ..masks import prefix_mask as _ref_prefix_mask
 
-from ._core import NINF, Case, Variant, _gen, _padded_tokens, _randn, number, register, run_check, same, variant_grid
+from ._core import (NINF, BOS_ID, EOS_ID, Case, Fail, Variant, _gen, _padded_tokens, _randn, device_property, grad_property,
+                    ignored_arg_probe, number, register, run_check, same, variant_grid)
 from ._core import Case as _Case  # noqa: F401
 from ._core import Variant as _Variant  # noqa: F401
 
@@ -38,7 +38,7 @@ def reference_merge_heads(x: Tensor) -> Tensor:
 def _mha_from_matrices(w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_heads: int) -> MultiHeadAttention:
     """A :class:`MultiHeadAttention` (no biases) computing ``Q = x @ w_q`` etc."""
     d = w_q.shape[0]
-    mha = MultiHeadAttention(d, n_heads, bias=False)
+    mha = MultiHeadAttention(d, n_heads, bias=False).to(w_q.device)
     with torch.no_grad():
         mha.in_proj.weight.copy_(torch.cat([w_q.T, w_k.T, w_v.T], dim=0))  # nn.Linear computes x @ W.T
         mha.out_proj.weight.copy_(w_o.T)
@@ -49,9 +49,9 @@ def reference_cross_attention(
     x: Tensor, context: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_heads: int, context_mask: Tensor | None = None
 ) -> Tensor:
     """Cross-attention with the library's :class:`MultiHeadAttention` (weights copied in):
-    queries from the decoder stream ``x (B, T, d)``, keys/values from ``context (B, S, d)``."""
-    with torch.no_grad():
-        return _mha_from_matrices(w_q, w_k, w_v, w_o, n_heads)(x, context=context, mask=context_mask)
+    queries from the decoder stream ``x (B, T, d)``, keys/values from ``context (B, S, d)``. Differentiable
+    in ``x`` and ``context`` (the weights are copied into the module's parameters)."""
+    return _mha_from_matrices(w_q, w_k, w_v, w_o, n_heads)(x, context=context, mask=context_mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,14 +207,58 @@ def check_scaled_dot_product_attention(fn: Callable) -> bool:
 
     def learner(q, k, v, mask=None):
         out = fn(q, k, v) if mask is None else fn(q, k, v, mask)
-        if isinstance(out, tuple) and len(out) == 2:  # (out, weights) is fine too
-            out = out[0]
+        if isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, Tensor) for t in out):
+            raise Fail("scaled_dot_product_attention returned a pair (output, weights); return the output tensor (…, T_q, d_v) "
+                       "alone — the next cells use the result directly as the attention output.")
         return out
 
     if not callable(fn):
         return run_check("scaled_dot_product_attention", fn, [], ref, [])
-    return run_check("scaled_dot_product_attention", learner, _sdpa_cases(), ref, _SDPA_VARIANTS,
-                     arg_names=("q", "k", "v", "mask"), output="float", probes=[_sdpa_weights_probe])
+    cases = _sdpa_cases()
+    return run_check("scaled_dot_product_attention", learner, cases, ref, _SDPA_VARIANTS,
+                     arg_names=("q", "k", "v", "mask"), output="float", probes=[_sdpa_weights_probe],
+                     raise_probes=[batched_raise_probe("scaled_dot_product_attention"), _sdpa_square_v_probe],
+                     properties=[device_property("scaled_dot_product_attention", cases[2], ref),
+                                 grad_property("scaled_dot_product_attention", cases[1], ref, (0, 1, 2), ("q", "k", "v")),
+                                 grad_property("scaled_dot_product_attention", cases[2], ref, (0, 1, 2), ("q", "k", "v"))])
+
+
+def _sdpa_square_v_probe(fn, case, exc):
+    """The function fails when V's size d_v differs from the number of keys, but works with a square V:
+    it multiplies by Vᵀ (or transposes the output)."""
+    q, k, v = case.args[:3]
+    mask = case.args[3] if len(case.args) > 3 else None
+    t_k = k.shape[-2]
+    if v.shape[-1] == t_k:
+        return None
+    sq = torch.randn(*v.shape[:-1], t_k, generator=torch.Generator().manual_seed(3))
+    out = fn(q, k, sq) if mask is None else fn(q, k, sq, mask)
+    for wrong, what in ((_sdpa_formula(q, k, sq, mask, transpose_v=True), "the weights multiply Vᵀ"),
+                        (_sdpa_formula(q, k, sq, mask).transpose(-2, -1), "the output is transposed")):
+        if isinstance(out, Tensor) and same(out, wrong, lenient=True):
+            return (f"scaled_dot_product_attention raised {type(exc).__name__} on the case '{case.name}' (d_v != T_k) but runs when V "
+                    f"is square: {what}; the output is weights @ v, shape (…, T_q, d_v).")
+    return None
+
+
+def batched_raise_probe(name: str):
+    """A raise probe: the function fails on batched inputs (…, T, d) but works on the same data as plain
+    2-D matrices — the classic `k.T`, which reverses every axis of a batched tensor."""
+    def probe(fn, case, exc):
+        tensors = [a for a in case.args if isinstance(a, Tensor)]
+        if not tensors or max(t.dim() for t in tensors) <= 2:
+            return None
+        flat = []
+        for a in case.args[:3]:
+            while isinstance(a, Tensor) and a.dim() > 2:
+                a = a[0]
+            flat.append(a)
+        out = fn(*flat)
+        if isinstance(out, Tensor) and out.dim() == 2:
+            return (f"{name} raised {type(exc).__name__} on the case '{case.name}' but works on plain 2-D matrices: k.T (or .t()) "
+                    "reverses every axis of a batched (B, H, T, d) tensor; transpose only the last two, k.transpose(-2, -1) (or k.mT).")
+        return None
+    return probe
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,9 +282,27 @@ _CAUSAL_VARIANTS = [
 @register("causal_mask")
 def check_causal_mask(fn: Callable) -> bool:
     """Check ``fn(t) -> bool (t, t)`` with True where key j <= query i."""
-    cases = [_Case(f"t={t}", (t,)) for t in (4, 1, 2, 7)]
+    cases = [_Case(f"t={t}", (t,)) for t in (4, 1, 2, 7, 70)]
     cases[1].name = "t=1 (a single position)"
-    return run_check("causal_mask", fn, cases, lambda t: _ref_causal_mask(t), _CAUSAL_VARIANTS, is_mask=True, arg_names=("t",))
+    cases[4].name = "t=70 (longer than a fixed-size buffer)"
+    ref = lambda t: _ref_causal_mask(t)  # noqa: E731
+    return run_check("causal_mask", fn, cases, ref, _CAUSAL_VARIANTS, is_mask=True, arg_names=("t",),
+                     probes=[fixed_size_probe("causal_mask", ref)])
+
+
+def fixed_size_probe(name: str, reference: Callable):
+    """A probe for masks built by slicing a fixed-size buffer: the result stops at n < t positions but
+    matches the mask of length n."""
+    def probe(fn, case, got, expected):
+        t = case.args[0]
+        if not isinstance(got, Tensor) or got.dim() != 2 or got.shape[0] != got.shape[1] or not 0 < got.shape[0] < t:
+            return None
+        n = got.shape[0]
+        if same(got, reference(n, *case.args[1:], **case.kwargs)):
+            return (f"{name}: your mask stops at {n} positions although t = {t} (seen on the case '{case.name}'): it is sliced from a "
+                    f"fixed-size one; build it for the t you are given (e.g. from torch.arange(t)), with no size written in the code.")
+        return None
+    return probe
 
 
 _PADDING_VARIANTS = [
@@ -257,6 +319,12 @@ _PADDING_VARIANTS = [
              "compare the tokens with `!= pad_id`, not `> pad_id`: ids smaller than pad_id are real tokens too."),
     _Variant(lambda tok, pad_id=0: (tok == pad_id)[:, None, :],
              "the mask is inverted and has shape {got}: True must mean 'may attend', and the shape must be (B, 1, 1, T)."),
+    _Variant(lambda tok, pad_id=0: ((tok != pad_id) & (tok != BOS_ID) & (tok != EOS_ID))[:, None, None, :],
+             "BOS and EOS are hidden too; they are real tokens the model reads — hide only the padding, tokens == pad_id."),
+    _Variant(lambda tok, pad_id=0: ((tok != pad_id) & (tok > 5))[:, None, None, :],
+             "the special tokens (BOS, EOS, …) are hidden too; they are real tokens the model reads — hide only the padding, tokens == pad_id."),
+    _Variant(lambda tok, pad_id=0: (tok[:1] != pad_id)[:, None, None, :].expand(tok.shape[0], 1, 1, tok.shape[1]),
+             "every row gets the first row's mask; compare the whole batch, (tokens != pad_id)[:, None, None, :]."),
 ]
 
 
@@ -265,6 +333,7 @@ def check_padding_mask(fn: Callable) -> bool:
     """Check ``fn(tokens, pad_id=0) -> bool (B, 1, 1, T)``, True on real (non-pad) tokens."""
     g = _gen(202)
     cases = [
+        _Case("sentences with BOS and EOS, then padding", (_padded_tokens(g, [6, 4, 3, 6], 7, bos=True, eos=True),)),
         _Case("a right-padded batch", (_padded_tokens(g, [5, 3, 1], 5),)),
         _Case("no padding at all", (_padded_tokens(g, [4, 4], 4),)),
         _Case("a batch of one, length one", (_padded_tokens(g, [1], 1),)),
@@ -275,7 +344,7 @@ def check_padding_mask(fn: Callable) -> bool:
     toks[toks == 3] = 9
     cases.append(_Case("pad_id=9 passed as the second argument", (toks, 9)))
     return run_check("padding_mask", fn, cases, _ref_padding_mask, _PADDING_VARIANTS, is_mask=True, arg_names=("tokens", "pad_id"),
-                     probes=[_padding_square_probe])
+                     probes=[_padding_square_probe], properties=[device_property("padding_mask", cases[-1], _ref_padding_mask)])
 
 
 def _padding_square_probe(fn, case, got, expected):
@@ -292,7 +361,7 @@ def _tri(t: int) -> Tensor:
 
 _PREFIX_VARIANTS = [
     _Variant(lambda t, p: _tri(t),
-             "the prefix is not bidirectional: every query must see all prefix keys j < prefix_len (and the rest causally)."),
+             "this is the plain causal mask, as if the prefix_len argument were ignored: every query must also see the prefix keys j < prefix_len."),
     _Variant(lambda t, p: _tri(t) | (torch.arange(t) < p)[:, None],
              "queries inside the prefix see the tokens after it (the future); make the prefix *keys* visible, i.e. columns j < prefix_len, not rows."),
     _Variant(lambda t, p: _tri(t) | (torch.arange(t) <= p)[None, :],
@@ -321,8 +390,11 @@ def check_prefix_mask(fn: Callable) -> bool:
         _Case("prefix_len=t (fully bidirectional)", (4, 4)),
         _Case("t=1, prefix_len=1", (1, 1)),
         _Case("t=7, prefix_len=5", (7, 5)),
+        _Case("t=70, prefix_len=33 (longer than a fixed-size buffer)", (70, 33)),
     ]
-    return run_check("prefix_mask", fn, cases, lambda t, p: _ref_prefix_mask(t, p), _PREFIX_VARIANTS, is_mask=True, arg_names=("t", "prefix_len"))
+    ref = lambda t, p: _ref_prefix_mask(t, p)  # noqa: E731
+    return run_check("prefix_mask", fn, cases, ref, _PREFIX_VARIANTS, is_mask=True, arg_names=("t", "prefix_len"),
+                     probes=[fixed_size_probe("prefix_mask", ref)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,13 +429,18 @@ def check_split_heads(fn: Callable) -> bool:
     """Check ``fn(x, n_heads)``: ``(B, T, H*D) -> (B, H, T, D)`` in the (h d) order."""
     g = _gen(303)
     cases = [
+        _Case("B=3, T=5, H=2, D=6", (_randn(g, 3, 5, 12), 2)),
         _Case("B=2, T=5, H=3, D=4", (_randn(g, 2, 5, 12), 3)),
-        _Case("B=2, T=3, H=2, D=6", (_randn(g, 2, 3, 12), 2)),
         _Case("a batch of one, length one", (_randn(g, 1, 1, 8), 2)),
         _Case("one head (H=1)", (_randn(g, 2, 3, 6), 1)),
         _Case("heads of size one (D=1)", (_randn(g, 2, 4, 4), 4)),
+        _Case("B=5, T=7, H=6, D=5", (_randn(g, 5, 7, 30), 6)),
     ]
-    return run_check("split_heads", fn, cases, reference_split_heads, _SPLIT_VARIANTS, arg_names=("x", "n_heads"), output="float")
+    heads = ignored_arg_probe("split_heads", reference_split_heads, "n_heads", lambda a, kw: [
+        ([a[0], h], kw, f"{h} heads") for h in (1, 2, 4, 8, 12) if h != a[1] and a[0].shape[-1] % h == 0])
+    return run_check("split_heads", fn, cases, reference_split_heads, _SPLIT_VARIANTS, arg_names=("x", "n_heads"), output="float",
+                     early_probes=[heads], properties=[device_property("split_heads", cases[0], reference_split_heads),
+                                                       grad_property("split_heads", cases[0], reference_split_heads, (0,), ("x",))])
 
 
 @register("merge_heads")
@@ -377,18 +454,22 @@ def check_merge_heads(fn: Callable) -> bool:
         _Case("one head (H=1)", (_randn(g, 2, 1, 3, 6),)),
         _Case("heads of size one (D=1)", (_randn(g, 2, 4, 3, 1),)),
     ]
-    return run_check("merge_heads", fn, cases, reference_merge_heads, _MERGE_VARIANTS, arg_names=("x",), output="float")
+    return run_check("merge_heads", fn, cases, reference_merge_heads, _MERGE_VARIANTS, arg_names=("x",), output="float",
+                     properties=[device_property("merge_heads", cases[0], reference_merge_heads),
+                                 grad_property("merge_heads", cases[0], reference_merge_heads, (0,), ("x",))])
 
 
 # --------------------------------------------------------------------------------------------
 # 4. cross-attention
 # --------------------------------------------------------------------------------------------
 def _cross_formula(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, q_from="x", kv_from="ctx", order="h d",
-                   scale="head", use_mask=True, use_wo=True, transpose_w=False, causal=False, axis=-1):
+                   scale="head", use_mask=True, use_wo=True, transpose_w=False, causal=False, axis=-1, merge=None):
     lin = (lambda a, w: a @ w.T) if transpose_w else (lambda a, w: a @ w)
     q_in = x if q_from == "x" else ctx
     kv_in = ctx if kv_from == "ctx" else x
-    split = lambda t: rearrange(t, f"b t ({order}) -> b h t d", h=n_heads)
+    split_order = "d h" if order == "split d h" else "h d" if order == "merge d h" else order
+    merge_order = "d h" if order == "merge d h" else "h d" if order == "split d h" else order
+    split = lambda t: rearrange(t, f"b t ({split_order}) -> b h t d", h=n_heads)
     q, k, v = split(lin(q_in, w_q)), split(lin(kv_in, w_k)), split(lin(kv_in, w_v))
     d = {"head": math.sqrt(q.shape[-1]), "model": math.sqrt(w_q.shape[0]), "none": 1.0, "n_heads": math.sqrt(n_heads),
          "d_head": float(q.shape[-1])}[scale]
@@ -399,7 +480,11 @@ def _cross_formula(x, ctx, w_q, w_k, w_v, w_o, n_heads, context_mask=None, *, q_
         mask = c if mask is None else mask & c
     if mask is not None:
         s = s.masked_fill(~mask, NINF)
-    out = rearrange(torch.nan_to_num(s.softmax(axis)) @ v, f"b h t d -> b t ({order})")
+    heads = torch.nan_to_num(s.softmax(axis)) @ v
+    if merge == "reshape":  # (B, H, T, D) reshaped to (B, T, H*D) without moving H behind T
+        out = heads.reshape(heads.shape[0], heads.shape[2], -1)
+    else:
+        out = rearrange(heads, f"b h t d -> b t ({merge_order})")
     if use_wo == "T":
         return out @ w_o.T
     return lin(out, w_o) if use_wo else out
@@ -425,7 +510,10 @@ _CROSS_AXES = {
               "model": "the scores are divided by √d_model; the scale is per head, 1/√d_head with d_head = d_model / n_heads.",
               "n_heads": "the scores are divided by √n_heads; the scale is 1/√d_head with d_head = d_model / n_heads, the size of each head.",
               "d_head": "the scores are divided by d_head instead of √d_head; use math.sqrt(d_model / n_heads)."},
-    "order": {"h d": "", "d h": _HD.replace("heads are split", "heads are split (or merged)")},
+    "order": {"h d": "", "d h": _HD.replace("heads are split", "heads are split and merged"),
+              "split d h": _HD + " (the merge is right: split with the same pattern's inverse)",
+              "merge d h": "the heads are merged in the wrong order: use 'b h t d -> b t (h d)', the inverse of the split."},
+    "merge": {None: "", "reshape": "reshaping the heads (B, H, T, D) straight to (B, T, H*D) mixes positions and heads; move T in front of H first (transpose(1, 2), or 'b h t d -> b t (h d)')."},
     "use_wo": {True: "", False: "the output projection W_O is missing: multiply the merged heads by w_o.",
                "T": "w_o is used transposed: the merged heads are multiplied by w_o itself, out @ w_o (not w_o.T)."},
     "transpose_w": {False: "", True: "the weights are used transposed: the projections here are plain matrices, so compute x @ w_q (not F.linear(x, w_q), which is x @ w_qᵀ)."},
@@ -455,9 +543,21 @@ def check_cross_attention(fn: Callable) -> bool:
         case("one head", 2, 3, 2, 8, 1),
         case("a shorter source than target, padded", 3, 5, 3, 12, 3, lengths=[3, 1, 2]),
     ]
+    names = ("x", "context", "w_q", "w_k", "w_v", "w_o", "n_heads", "context_mask")
     return run_check("cross_attention", fn, cases, reference_cross_attention, _CROSS_VARIANTS,
-                     arg_names=("x", "context", "w_q", "w_k", "w_v", "w_o", "n_heads", "context_mask"), output="float",
-                     probes=[_cross_uniform_probe])
+                     arg_names=names, output="float", probes=[_cross_uniform_probe],
+                     raise_probes=[_cross_raise_probe],
+                     properties=[device_property("cross_attention", cases[1], _cross_formula),
+                                 grad_property("cross_attention", cases[1], _cross_formula, (0, 1), names)])
+
+
+def _cross_raise_probe(fn, case, exc):
+    """A transposed weight is invisible with square (d, d) weights; a shape error then comes from elsewhere."""
+    if "mat1 and mat2" in str(exc) or "must match the size" in str(exc):
+        return (f"cross_attention raised {type(exc).__name__} on the case '{case.name}' (source and target of different lengths): "
+                "the queries come from x (B, T, d) and the keys and values from context (B, S, d), so the scores are (B, H, T, S); "
+                "check which of the two each projection reads, and transpose only the last two axes of K.")
+    return None
 
 
 def _cross_uniform_probe(fn, case, got, expected):
@@ -506,8 +606,12 @@ _WINDOW_VARIANTS = [
     Variant(lambda t, w: _win(t, w, lo_off=-1), "off by one: the window holds `window` keys including the query itself, i - window < j <= i."),
     Variant(lambda t, w: _win(t, w, causal=False), "the window looks into the future: a decoder's window is causal, keys j <= i only."),
     Variant(lambda t, w: ~_win(t, w), _INVERTED),
-    Variant(lambda t, w: torch.ones(t, t, dtype=torch.bool).tril(), "the window is missing: this is the plain causal mask; hide keys more than window - 1 positions back (j <= i - window)."),
+    Variant(lambda t, w: torch.ones(t, t, dtype=torch.bool).tril(), "this is the plain causal mask, as if the window argument were ignored; hide keys more than window - 1 positions back (j <= i - window)."),
     Variant(lambda t, w: _win(t, w) & ~torch.eye(t, dtype=torch.bool), "the diagonal is missing: every query also sees itself."),
+    Variant(lambda t, w: _win(t, w, lo_off=1) & ~torch.eye(t, dtype=torch.bool),
+            "the query itself is left out of its window: the window is the query and the window - 1 keys before it, i - window < j <= i."),
+    Variant(lambda t, w: (torch.arange(t)[:, None] - torch.arange(t)[None, :]).abs() < w,
+            "the window reaches as far into the future as into the past: a decoder's window is causal, i - window < j <= i."),
 ]
 
 
@@ -515,6 +619,6 @@ _WINDOW_VARIANTS = [
 def check_sliding_window_mask(fn: Callable) -> bool:
     """Check ``fn(t, window) -> bool (t, t)``: causal, and at most ``window`` keys back (itself included)."""
     cases = [Case("t=6, window=3", (6, 3)), Case("t=5, window=1 (only itself)", (5, 1)), Case("window >= t (plain causal)", (4, 6)),
-             Case("t=1, window=2", (1, 2)), Case("t=8, window=4", (8, 4))]
+             Case("t=1, window=2", (1, 2)), Case("t=8, window=4", (8, 4)), Case("t=70, window=20 (longer than a fixed-size buffer)", (70, 20))]
     return run_check("sliding_window_mask", fn, cases, reference_sliding_window_mask, _WINDOW_VARIANTS, is_mask=True,
-                     arg_names=("t", "window"))
+                     arg_names=("t", "window"), probes=[fixed_size_probe("sliding_window_mask", reference_sliding_window_mask)])

@@ -15,7 +15,8 @@ from ..losses import clm_loss as _ref_clm_loss
 from ..models import DecoderOnly
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
-                    loss_formula, not_callable, register, run_check, type_problem, variant_grid, denominator_probe, loss_inputs_probe)
+                    loss_formula, not_callable, register, run_check, type_problem, variant_grid, denominator_probe, loss_inputs_probe,
+                    device_property)
 
 _Case, _Variant, _Fail = Case, Variant, Fail
 
@@ -98,17 +99,21 @@ def check_clm_loss(fn: Callable) -> bool:
     names = ("logits", "tokens")
     return run_check("clm_loss", fn, cases, ref, _CLM_VARIANTS, arg_names=names, output="loss",
                      probes=[denominator_probe("clm_loss", lambda lg, tok, pad_id=PAD_ID: tok[:, 1:] != pad_id), loss_inputs_probe("clm_loss")],
-                     properties=[loss_backward_property("clm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names)])
+                     properties=[loss_backward_property("clm_loss", [cases[0], cases[-2], cases[-1]], ref, arg_names=names),
+                                 device_property("clm_loss", cases[0], ref)])
 
 
 # --------------------------------------------------------------------------------------------
 # sampling: the distribution the next token is drawn from
 # --------------------------------------------------------------------------------------------
 def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, *,
-                   temp="divide", k_off=0, nucleus="include", order="temp_first", renorm=True, p_first=False) -> Tensor:
+                   temp="divide", k_off=0, nucleus="include", order="temp_first", renorm=True, p_first=False,
+                   use_k=True, use_p=True, kth_from="row") -> Tensor:
     """The library's filtering (course_lib.generation.sample_next) as probabilities, with flags."""
     if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(torch.float32)
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    top_k = top_k if use_k else None
+    top_p = top_p if use_p else None
     lg = logits.float()
     t = {"divide": temperature, "multiply": 1.0 / temperature, "none": 1.0, "twice": temperature ** 2}[temp]
     if order == "temp_first":
@@ -116,8 +121,21 @@ def _probs_formula(logits: Tensor, temperature: float = 1.0, top_k: int | None =
     if top_k is not None and not p_first:
         kk = max(1, min(top_k + k_off, lg.shape[-1]))
         kth = lg.topk(kk, dim=-1).values[:, -1:]
+        if kth_from == "first_row":
+            kth = kth[:1].expand_as(kth)
         lg = lg.masked_fill(lg < kth, float("-inf"))
-    if top_p is not None and nucleus == "unsorted":
+    if top_p is not None and nucleus == "no_scatter":  # the sorted keep-mask applied to the unsorted logits
+        sorted_lg, _ = lg.sort(dim=-1, descending=True)
+        p = sorted_lg.softmax(-1)
+        lg = lg.masked_fill(p.cumsum(-1) - p >= top_p, float("-inf"))
+    elif top_p is not None and nucleus == "exclude_all":  # drops the crossing token, even the first one
+        sorted_lg, idx = lg.sort(dim=-1, descending=True)
+        drop = sorted_lg.softmax(-1).cumsum(-1) > top_p
+        lg = torch.full_like(lg, float("-inf")).scatter(-1, idx, sorted_lg.masked_fill(drop, float("-inf")))
+    elif top_p is not None and nucleus == "own":  # each token judged by its own probability
+        pr = lg.softmax(-1)
+        lg = lg.masked_fill(~((pr >= 1 - top_p) | (pr == pr.max(-1, keepdim=True).values)), float("-inf"))
+    elif top_p is not None and nucleus == "unsorted":
         p = lg.softmax(-1)
         lg = lg.masked_fill(p.cumsum(-1) - p >= top_p, float("-inf"))
     elif top_p is not None:
@@ -155,7 +173,13 @@ _PROBS_VARIANTS = variant_grid(lambda *a, **kw: _probs_formula(*a, **kw), {
     "k_off": {0: "", 1: "top-k keeps one token too many; keep exactly the k largest logits.",
               -1: "top-k keeps one token too few; keep exactly the k largest logits (compare with the k-th largest using <, not <=)."},
     "nucleus": {"include": "", "exclude": "top-p drops the token that crosses p; keep the smallest set of tokens whose probabilities sum to *at least* p, i.e. drop a token only if the mass before it already reaches p.",
-                "unsorted": "the nucleus is accumulated over the tokens in vocabulary order; sort the probabilities in descending order first, then accumulate."},
+                "own": "a token is kept or dropped by its own probability; top-p keeps the most likely tokens until their *cumulative* probability (sorted, descending) reaches p.",
+                "exclude_all": "top-p drops the token that crosses p, so a row whose most likely token alone exceeds p keeps nothing (NaN); keep a token while the mass *before* it is below p, which always keeps the first.",
+                "unsorted": "the nucleus is accumulated over the tokens in vocabulary order; sort the probabilities in descending order first, then accumulate.",
+                "no_scatter": "the keep-mask computed on the sorted probabilities is applied to the unsorted logits; scatter it back to the vocabulary order (mask.scatter(-1, sorted_idx, sorted_mask)) first."},
+    "use_k": {True: "", False: "the top_k argument is ignored: keep only the k largest logits when top_k is given."},
+    "use_p": {True: "", False: "the top_p argument is ignored: keep only the nucleus (the most likely tokens up to mass top_p) when top_p is given."},
+    "kth_from": {"row": "", "first_row": "the k-th largest logit is taken from the first row and used for every row; take it per row, logits.topk(k).values[:, -1:]."},
     "order": {"temp_first": "", "temp_last": "the temperature is applied after the top-p filtering; divide by the temperature first, then choose the nucleus from the tempered probabilities."},
     "p_first": {False: "", True: "top-p is applied before top-k; apply top-k first, then choose the nucleus among the k tokens that are left."},
     "renorm": {True: "", False: "the kept probabilities are not renormalised; after filtering, softmax the kept logits again (or divide by their sum) so they add up to 1."},
@@ -163,6 +187,14 @@ _PROBS_VARIANTS = variant_grid(lambda *a, **kw: _probs_formula(*a, **kw), {
     Variant(lambda lg, temperature=1.0, top_k=None, top_p=None: torch.softmax(lg.float(), -1) if temperature == 0 else _probs_formula(lg, temperature, top_k, top_p),
             "temperature 0 means greedy: put all the probability on the argmax (dividing by 0 is not defined)."),
 ]
+
+
+def _mixed_rows() -> Tensor:
+    """Rows on which top-k then top-p, top-p then top-k, top-k alone and top-p alone all differ: the peaked
+    row's nucleus is smaller than k, a flat row's is larger, and on a flat row the renormalised top-k
+    needs fewer tokens to reach p than the whole vocabulary."""
+    peaked = torch.tensor([0.5, 0.3, 0.1, 0.05, 0.02, 0.01, 0.005, 0.004, 0.003, 0.002, 0.0005, 0.0005]).log()
+    return torch.stack([peaked, torch.linspace(0.3, 0.0, 12), torch.linspace(2.0, -2.0, 12)])
 
 
 def _probs_cases() -> list[Case]:
@@ -174,10 +206,14 @@ def _probs_cases() -> list[Case]:
         Case("temperature 2", (lg(3, 8),), {"temperature": 2.0}),
         Case("top_k=3", (lg(2, 10),), {"top_k": 3}),
         Case("top_k=1 (greedy through sampling)", (lg(2, 6),), {"top_k": 1}),
+        Case("top_p=0.6", (torch.randn(3, 12, generator=torch.Generator().manual_seed(0)) * 2,), {"top_p": 0.6}),
         Case("top_p=0.5", (lg(3, 12),), {"top_p": 0.5}),
         Case("top_p=0.9 with temperature 0.7", (lg(2, 12, 3.0),), {"top_p": 0.9, "temperature": 0.7}),
+        Case("top_k=4 and top_p=0.7, a peaked row and flat rows", (_mixed_rows(),), {"top_k": 4, "top_p": 0.7}),
         Case("top_k=5 and top_p=0.8, temperature 1.5", (lg(2, 16),), {"top_k": 5, "top_p": 0.8, "temperature": 1.5}),
         Case("temperature 0 (greedy)", (lg(2, 9),), {"temperature": 0.0}),
+        Case("top_k=4 on 5 rows of different scales", (lg(5, 20) * torch.tensor([[0.5], [1.0], [4.0], [2.0], [8.0]]),), {"top_k": 4}),
+        Case("top_p=0.3 where one token alone holds more", (lg(3, 10, 4.0),), {"top_p": 0.3}),
     ]
 
 
@@ -185,8 +221,18 @@ def _probs_cases() -> list[Case]:
 def check_next_token_probs(fn: Callable) -> bool:
     """Check ``fn(logits (B, V), temperature=1.0, top_k=None, top_p=None) -> probs (B, V)``: the
     distribution sampling draws from, each row summing to 1."""
-    return run_check("next_token_probs", fn, _probs_cases(), reference_next_token_probs, _PROBS_VARIANTS,
-                     arg_names=("logits", "temperature", "top_k", "top_p"), output="float", probes=[_probs_ranking_probe])
+    cases = _probs_cases()
+    return run_check("next_token_probs", fn, cases, reference_next_token_probs, _PROBS_VARIANTS,
+                     arg_names=("logits", "temperature", "top_k", "top_p"), output="float", probes=[_probs_ranking_probe],
+                     early_probes=[_greedy_temperature_probe],
+                     properties=[device_property("next_token_probs", next(c for c in cases if "top_k=5" in c.name), reference_next_token_probs)])
+
+
+def _greedy_temperature_probe(fn, case, got, expected):
+    if case.kwargs.get("temperature", 1.0) == 0 and isinstance(got, Tensor) and not bool(torch.isfinite(got).all()):
+        return ("next_token_probs: temperature 0 gives NaN or inf (the logits divided by 0); temperature 0 means greedy, so "
+                f"return all the probability on the argmax, e.g. a one-hot row (seen on the case '{case.name}').")
+    return None
 
 
 def _probs_ranking_probe(fn, case, got, expected):
@@ -197,6 +243,10 @@ def _probs_ranking_probe(fn, case, got, expected):
     kept, dropped = got > 1e-9, got <= 1e-9
     n_got, n_exp = kept.sum(-1), (expected > 1e-9).sum(-1)
     top_k = case.args[2] if len(case.args) > 2 else case.kwargs.get("top_k")
+    if top_k is not None and case.kwargs.get("top_p", case.args[3] if len(case.args) > 3 else None) is None \
+            and bool((n_got == logits.shape[-1]).all()) and top_k < logits.shape[-1]:
+        return (f"next_token_probs: the top_k argument is ignored — every token keeps some probability; keep the k = {top_k} largest "
+                f"logits and set the others to -inf (seen on the case '{case.name}').")
     if top_k is not None and case.kwargs.get("top_p", case.args[3] if len(case.args) > 3 else None) is None \
             and not torch.equal(n_got, n_exp) and bool((n_got == n_got[0]).all()):
         return (f"next_token_probs: top-k keeps {int(n_got[0])} tokens per row instead of k = {top_k}; keep the k largest logits "
@@ -358,6 +408,9 @@ def _greedy_diagnosis(name: str, case: Case, model, got, expected, calls, where:
     prompt, n = case.args
     eos_id, pad_id = case.kwargs.get("eos_id", EOS_ID), case.kwargs.get("pad_id", PAD_ID)
     P = prompt.shape[1]
+    if len(calls) > 1 and calls[0][0] == 0 and calls[1] == (calls[0][1], 2):
+        return (f"{name}: after the prefill the last prompt token is fed again together with the new token, so the cache holds it "
+                f"twice; the prefill already stored it: feed only the new token, model(token[:, None], cache=cache) {where}.")
     if any(past is not None and past > 0 and t > 1 for past, t in calls):
         return (f"{name}: after the prefill, feed only the newest token to the model; re-feeding the whole sequence "
                 f"into the cache stores its keys and values again (duplicated positions) {where}.")
@@ -457,6 +510,9 @@ def check_greedy_decode_with_cache(fn: Callable, model=None) -> bool:
             if calls and processed > ideal:
                 raise Fail(f"{name} gives the right tokens but its model calls process {processed} positions where {ideal - 1} suffice "
                            f"(the prompt once, then one token per step); feed only the newest token together with the cache {where}.")
+        if not custom:
+            first = cases[0]
+            device_property(name, Case(first.name, (_toy_decoder_cached(3, 16), *first.args)), reference_greedy_decode_with_cache)(fn)
         return len(cases)
 
     return guarded(name, body)

@@ -9,7 +9,8 @@ from torch import Tensor
 from ..losses import seq2seq_loss as _ref_seq2seq_loss
 from ..losses import shift_right as _ref_shift_right
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
-                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid, denominator_probe, loss_inputs_probe)
+                    _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid, denominator_probe, loss_inputs_probe,
+                    device_property)
 
 _Case, _Variant = Case, Variant
 
@@ -56,7 +57,8 @@ def check_shift_right(fn: Callable) -> bool:
         _Case("a batch of one, length one", (torch.tensor([[EOS_ID]]), BOS_ID)),
         _Case("bos_id=9", (_padded_tokens(g, [3, 2], 3, eos=True), 9)),
     ]
-    return run_check("shift_right", fn, cases, _ref_shift_right, _SHIFT_VARIANTS, arg_names=("targets", "bos_id"), output="ids")
+    return run_check("shift_right", fn, cases, _ref_shift_right, _SHIFT_VARIANTS, arg_names=("targets", "bos_id"), output="ids",
+                     properties=[device_property("shift_right", cases[-1], _ref_shift_right)])
 
 
 def _s2s_formula(lg, y, pad_id=0, *, shift="none", pad="ignored", **kw):
@@ -110,7 +112,8 @@ def check_seq2seq_loss(fn: Callable) -> bool:
     names = ("logits", "targets")
     return run_check("seq2seq_loss", fn, cases, ref, _S2S_VARIANTS, arg_names=names, output="loss",
                      probes=[denominator_probe("seq2seq_loss", lambda lg, y, pad_id=PAD_ID: y != pad_id), loss_inputs_probe("seq2seq_loss")],
-                     properties=[loss_backward_property("seq2seq_loss", [cases[0], cases[-1]], ref, arg_names=names)])
+                     properties=[loss_backward_property("seq2seq_loss", [cases[0], cases[-1]], ref, arg_names=names),
+                                 device_property("seq2seq_loss", cases[0], ref)])
 
 
 
@@ -118,7 +121,8 @@ def check_seq2seq_loss(fn: Callable) -> bool:
 # teacher forcing vs free running
 # --------------------------------------------------------------------------------------------
 def _free_formula(model, src, n_steps, bos_id=BOS_ID, *, feed="argmax", start="bos", extra=0, out="logits", pos=-1):
-    tgt_in = src[:, :1].clone() if start == "src" else torch.full((src.shape[0], 1), bos_id if start == "bos" else PAD_ID, dtype=torch.long)
+    tgt_in = src[:, :1].clone() if start == "src" else torch.full((src.shape[0], 1), bos_id if start == "bos" else PAD_ID, dtype=torch.long,
+                                                                   device=src.device)
     steps = []
     with torch.no_grad():
         for _ in range(n_steps + extra):
@@ -130,7 +134,7 @@ def _free_formula(model, src, n_steps, bos_id=BOS_ID, *, feed="argmax", start="b
                 nxt = logits.argmax(-1) if feed == "argmax" else torch.full_like(tgt_in[:, 0], bos_id)
             tgt_in = torch.cat([tgt_in, nxt[:, None]], dim=1)
     res = torch.stack(steps, dim=1)
-    return res.argmax(-1) if out == "ids" else res
+    return res.argmax(-1) if out == "ids" else res.softmax(-1) if out == "probs" else res.log_softmax(-1) if out == "logp" else res
 
 
 def reference_free_running_logits(model, src, n_steps: int, bos_id: int = BOS_ID) -> Tensor:
@@ -160,6 +164,12 @@ _FREE_VARIANTS = [
             "each step reads the logits of the first position [:, 0]; the next-token prediction is at the last position, [:, -1]."),
     Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, out="ids"),
             "you returned the predicted token ids {got}; return the logits (B, n_steps, V), so that they can be scored like teacher-forced ones."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, out="probs"),
+            "you returned probabilities (a softmax of the logits); return the logits themselves, which the loss (cross-entropy) expects."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, out="logp"),
+            "you returned log-probabilities (log_softmax); return the raw logits of each step, as model(src, tgt_in)[:, -1] gives them."),
+    Variant(lambda m, s, n, bos_id=BOS_ID: _free_formula(m, s, n, bos_id, pos=0, feed="bos"),
+            "each step reads the logits of the first position and feeds back nothing new; read [:, -1], the last position, and append its argmax."),
 ]
 
 
@@ -188,8 +198,9 @@ def check_free_running_logits(fn: Callable) -> bool:
         Case("one source, one step", (model, src(1, 3), 1)),
         Case("bos_id=9", (model, src(2, 5), 4), {"bos_id": 9}),
     ]
-    return run_check("free_running_logits", fn, cases, reference_free_running_logits, _FREE_VARIANTS,
-                     arg_names=("model", "src", "n_steps"), probes=[_free_first_step_probe])
+    return run_check("free_running_logits", fn, cases, reference_free_running_logits, _FREE_VARIANTS, output="float",
+                     arg_names=("model", "src", "n_steps"), probes=[_free_first_step_probe],
+                     properties=[device_property("free_running_logits", cases[0], reference_free_running_logits)])
 
 
 def _free_first_step_probe(fn, case, got, expected):

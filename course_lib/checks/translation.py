@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._core import Case, Fail, Variant, register, run_check, same, use_or_reference
+from ._core import (Case, Fail, Variant, constant_argument_probe, device_property, number_hint_probe, register, run_check, same,
+                    use_or_reference)
 
 _Case, _Fail, _Variant = Case, Fail, Variant
 from ..generation import beam_step as reference_beam_step  # the library's step, as beam_search uses it
@@ -144,6 +145,18 @@ def _dict_shape_check(name: str, keys: Sequence[str]):
                         end = "first" if all(b[1:] == a for a, b in zip(gr, er)) else "last" if all(b[:-1] == a for a, b in zip(gr, er)) else None
                         if end:
                             return f"{name}: '{k}' is one token short in every row — the {end} token (id {er[0][0] if end == 'first' else er[0][-1]} in row 0) is missing (seen on the case '{case.name}')."
+                        lost = {tuple((Counter(b) - Counter(a)).elements()) for a, b in zip(gr, er)}
+                        if len(lost) == 1 and len(next(iter(lost))) == 1:
+                            tok = next(iter(lost))[0]
+                            what = {SEP_ID: "<sep>", EOS_ID: "EOS", BOS_ID: "BOS"}.get(tok, f"id {tok}")
+                            return (f"{name}: '{k}' lacks {what} (id {tok}) in every row: expected {er[0]}, got {gr[0]} in row 0 "
+                                    f"(seen on the case '{case.name}').")
+                    if all(len(a) == len(b) + 1 for a, b in zip(gr, er)):
+                        extra = {tuple((Counter(a) - Counter(b)).elements()) for a, b in zip(gr, er)}
+                        if len(extra) == 1 and len(next(iter(extra))) == 1:
+                            tok = next(iter(extra))[0]
+                            return (f"{name}: '{k}' has an extra id {tok} in every row: expected {er[0]}, got {gr[0]} in row 0 "
+                                    f"(seen on the case '{case.name}').")
                 return f"{name}: '{k}' has shape {tuple(g.shape)} but should have shape {tuple(e.shape)} on the case '{case.name}' (pad every row to the longest one)."
             if e.dtype == torch.bool and g.dtype != torch.bool and g.shape == e.shape and torch.equal(g != 0, e):
                 return f"{name}: '{k}' holds the right positions but has dtype {g.dtype}; make it a torch.bool tensor (e.g. with a comparison)."
@@ -229,6 +242,12 @@ _ENCDEC_VARIANTS = [
              "src has an EOS appended: in this course the source is just its ids, right-padded (the encoder sees the whole sentence anyway)"),
     _Variant(lambda b: _encdec_variant(b, src="bos_eos"),
              "src has BOS and EOS added: in this course the source is just its ids, right-padded"),
+    _Variant(lambda b: _encdec_variant([(t, s) for s, t in b]),
+             "source and target are swapped: each pair is (source ids, target ids) — src holds the first, tgt_in and tgt_out are made from the second"),
+    _Variant(lambda b: _encdec_variant(b[:1]),
+             "only the first pair made it into the batch: build every row from every pair of the list (one row per pair)"),
+    _Variant(lambda b: _encdec_variant(b[-1:]),
+             "only the last pair made it into the batch (a variable overwritten in the loop?): build one row per pair"),
 ]
 
 
@@ -312,6 +331,14 @@ _DECODER_VARIANTS = [
              "EOS (id 2) is missing after the target: the sequence is source <sep> target <eos>"),
     _Variant(lambda b: _decoder_variant(b, prefix="no_sep"),
              "prefix_len is one short: the prefix-LM's bidirectional part is the source AND <sep>, so prefix_len = len(source) + 1"),
+    _Variant(lambda b: _decoder_variant(b, seq="no_sep", prefix="no_sep"),
+             "<sep> (id 5) is missing between source and target: the sequence is source <sep> target <eos>, and prefix_len = len(source) + 1 counts it"),
+    _Variant(lambda b: _decoder_variant([(t, s) for s, t in b]),
+             "source and target are swapped: each pair is (source ids, target ids), and the sequence is source <sep> target <eos>"),
+    _Variant(lambda b: _decoder_variant(b[:1]),
+             "only the first pair made it into the batch: build one row per pair of the list"),
+    _Variant(lambda b: _decoder_variant(b[-1:]),
+             "only the last pair made it into the batch (a variable overwritten in the loop?): build one row per pair"),
 ]
 
 
@@ -341,6 +368,13 @@ def _beam_variant(scores, logp, *, add=True, index="ok", per_example=True):
     beam, token = {"ok": (flat // V, flat % V), "mod": (flat % K, flat % V), "mod_v": (flat % V, flat // V),
                    "div_k": (flat // K, flat % K)}[index]
     return new, beam, token
+
+
+def _beam_one_row(scores, logp):
+    B, K = scores.shape
+    V = logp.shape[-1]
+    new, flat = (scores.reshape(B * K, 1) + logp).reshape(1, -1).topk(K, dim=-1)
+    return new, flat // V, flat % V
 
 
 def _beam_lowest(scores, logp):
@@ -382,6 +416,8 @@ _BEAM_VARIANTS = [
              "the flat index is split with K instead of V: each beam contributes a block of V candidates, so beam = c // V and token = c % V"),
     _Variant(lambda s, lp: _beam_variant(s, lp, per_example=False),
              "the top K are taken over the whole batch: each input keeps its own K beams, so view the candidates as (B, K*V) and take topk along dim=-1"),
+    _Variant(_beam_one_row,
+             "the candidates of the whole batch are viewed as one row, so you return K beams in total instead of K per input: view them as (B, K*V) and take topk along dim=-1"),
 ]
 
 
@@ -428,8 +464,10 @@ def check_beam_step(fn: Callable) -> bool:
                             f"(new_scores, beam, token) (seen on the case '{case.name}').")
         return None
 
-    return _run("beam_step", fn, _beam_cases(), reference_beam_step, _BEAM_VARIANTS, shape_check, pre_check=wrong_order,
-                arg_names=("scores", "logp"), output=("float", "ids", "ids"), output_names=("new_scores", "beam", "token"))
+    cases = _beam_cases()
+    return _run("beam_step", fn, cases, reference_beam_step, _BEAM_VARIANTS, shape_check, pre_check=wrong_order,
+                arg_names=("scores", "logp"), output=("float", "ids", "ids"), output_names=("new_scores", "beam", "token"),
+                properties=[device_property("beam_step", cases[0], reference_beam_step)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,6 +497,17 @@ def _bleu_pooled_clip(hyps, refs, max_n=4):
             hc.update(_ngrams(h.split(), n))
             rc.update(_ngrams(r.split(), n))
         stats["matches"][n - 1] = sum(min(c, rc[g]) for g, c in hc.items())
+    return _bleu_from(stats)
+
+
+def _bleu_pooled_refs(hyps, refs, max_n=4):
+    """Each hypothesis clipped against the reference counts of the whole corpus (not its own reference)."""
+    stats = bleu_statistics(hyps, refs, max_n)
+    for n in range(1, max_n + 1):
+        rc = Counter()
+        for r in refs:
+            rc.update(_ngrams(r.split(), n))
+        stats["matches"][n - 1] = sum(min(c, rc[g]) for h in hyps for g, c in _ngrams(h.split(), n).items())
     return _bleu_from(stats)
 
 
@@ -540,6 +589,8 @@ _BLEU_VARIANTS = [
              "the n-gram counts are not clipped: a hypothesis n-gram counts at most as often as it occurs in the reference (min(count_hyp, count_ref))"),
     _Variant(_bleu_pooled_clip,
              "the n-gram counts are clipped against the whole corpus's reference counts; clip per sentence, min(count in this hypothesis, count in its own reference), then add up"),
+    _Variant(_bleu_pooled_refs,
+             "each hypothesis is clipped against the n-gram counts of all the references together; clip against its own reference only, min(count in the hypothesis, count in its reference)"),
     _Variant(_bleu_skip_zero,
              "a precision of 0 is skipped; without smoothing BLEU is 0 as soon as some p_n is 0 (log 0 = -inf), so return 0.0 then"),
     _Variant(lambda h, r, max_n=4: _bleu_skip_zero(h, r, max_n, smooth="add1"),
@@ -619,11 +670,18 @@ def check_bleu(fn: Callable) -> bool:
 # --------------------------------------------------------------------------------------------
 # 5. matching parameters
 # --------------------------------------------------------------------------------------------
-def _match_formula(n_enc, n_dec, d_model, d_ff, *, attn=4, ffn=2, cross=True, invert=False, only="both", ff4=False):
+def _match_formula(n_enc, n_dec, d_model, d_ff, *, attn=4, ffn=2, cross=True, invert=False, only="both", ff4=False,
+                   bias=False, norms=False, swap=False, cross_attn=None):
     d_ff = 4 * d_model if ff4 else d_ff
-    a, f = attn * d_model ** 2, ffn * d_model * d_ff
-    layer = a + f
-    dec_layer = 2 * a + f if cross else layer
+    d = d_model
+    if swap:
+        n_enc, n_dec = n_dec, n_enc
+    a, f = attn * d ** 2, ffn * d * d_ff
+    if bias:  # every projection's bias: 4·d for attention, d_ff + d for the FFN (d_ff twice for a gated FFN)
+        a, f = a + attn * d, f + (ffn - 1) * d_ff + d
+    layer = a + f + (4 * d if norms else 0)
+    dec_layer = {True: a + (a if cross_attn is None else cross_attn * d ** 2) + f, False: a + f, "kv": a + f + 2 * d ** 2,
+                 "layer": 2 * (a + f)}[cross] + (6 * d if norms else 0)
     total = (n_enc * layer if only != "dec" else 0) + (n_dec * dec_layer if only != "enc" else 0)
     return layer / total if invert else total / layer
 
@@ -648,13 +706,31 @@ _MATCH_VARIANTS = [
     Variant(lambda *a: _match_formula(*a, only="dec"), "the encoder stack is left out: count the encoder's layers and the decoder's"),
     Variant(lambda *a: _match_formula(*a, ff4=True), "the d_ff argument is ignored; use the FFN width you are given, not 4·d_model"),
     Variant(lambda *a: _match_formula(*a, attn=2), "an attention layer has four d×d matrices, W_Q, W_K, W_V and W_O: 4·d²"),
+    Variant(lambda *a: _match_formula(*a, cross="kv"), "cross-attention has four d×d matrices too (W_Q, W_K, W_V, W_O), not only W_K and W_V: "
+            "a decoder layer of the encoder-decoder is 8·d² + 2·d·d_ff"),
+    Variant(lambda *a: _match_formula(*a, cross="layer"), "cross-attention adds one attention (4·d²), not a whole second layer with its own FFN: "
+            "a decoder layer of the encoder-decoder is 8·d² + 2·d·d_ff"),
+    Variant(lambda *a: _match_formula(*a, bias=True), "biases are counted; this count leaves biases and norms aside: 4·d² + 2·d·d_ff per layer, "
+            "8·d² + 2·d·d_ff for a decoder layer with cross-attention"),
+    Variant(lambda *a: _match_formula(*a, norms=True), "the norms are counted; this count leaves biases and norms aside: 4·d² + 2·d·d_ff per layer, "
+            "8·d² + 2·d·d_ff for a decoder layer with cross-attention"),
+    Variant(lambda *a: _match_formula(*a, norms=True, bias=True), "biases and norms are counted; this count leaves them aside: "
+            "4·d² + 2·d·d_ff per layer, 8·d² + 2·d·d_ff for a decoder layer with cross-attention"),
+    Variant(lambda *a: _match_formula(*a, ffn=3), "the FFN here is the plain GELU/ReLU one, two matrices (2·d·d_ff); three (3·d·d_ff) is "
+            "SwiGLU's gated FFN"),
+    Variant(lambda *a: _match_formula(*a, swap=True), "n_enc and n_dec are swapped: the n_dec decoder layers carry the cross-attention, "
+            "n_enc · (4·d² + 2·d·d_ff) + n_dec · (8·d² + 2·d·d_ff)"),
+    Variant(lambda *a: float(math.floor(_match_formula(*a))), "the ratio is rounded down (// or int()); return the exact ratio as a float "
+            "and round only when building a model"),
+    Variant(lambda *a: _match_formula(*a, attn=3, cross_attn=4), "self-attention has four d×d matrices, W_Q, W_K, W_V and W_O: 4·d², not 3·d²"),
 ]
 
 
 @register("matched_decoder_layers")
 def check_matched_decoder_layers(fn: Callable) -> bool:
     """Check ``fn(n_enc, n_dec, d_model, d_ff) -> float``: decoder-only layers matching an encoder-decoder's parameters."""
-    cases = [_Case("4 + 1 layers, d=128, d_ff=128", (4, 1, 128, 128)), _Case("2 + 2 layers, d=64, d_ff=256", (2, 2, 64, 256)),
+    cases = [_Case("3 + 5 layers, d=96, d_ff=320", (3, 5, 96, 320)), _Case("6 + 4 layers, d=96, d_ff=320", (6, 4, 96, 320)),
+             _Case("4 + 1 layers, d=128, d_ff=128", (4, 1, 128, 128)), _Case("2 + 2 layers, d=64, d_ff=256", (2, 2, 64, 256)),
              _Case("6 + 6 layers, d=512, d_ff=2048", (6, 6, 512, 2048)), _Case("1 + 4 layers, d=32, d_ff=64", (1, 4, 32, 64))]
 
     def rounded(got, expected, case):
@@ -665,7 +741,11 @@ def check_matched_decoder_layers(fn: Callable) -> bool:
     def shape_check(got, expected, case):
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             return f"matched_decoder_layers should return one number; got a {type(got).__name__} on the case '{case.name}'."
-        return f"matched_decoder_layers gives {float(got):.4f} but the count gives {expected:.4f} on the case '{case.name}'; write both parameter totals down and divide."
+        return None
 
+    labels = {0: "n_enc", 1: "n_dec", 2: "d_model", 3: "d_ff"}
     return _run("matched_decoder_layers", fn, cases, reference_matched_decoder_layers, _MATCH_VARIANTS, shape_check,
-                arg_names=("n_enc", "n_dec", "d_model", "d_ff"), pre_check=rounded)
+                arg_names=("n_enc", "n_dec", "d_model", "d_ff"), pre_check=rounded, output="number",
+                probes=[constant_argument_probe("matched_decoder_layers", reference_matched_decoder_layers, labels),
+                        number_hint_probe("matched_decoder_layers", "(n_enc · (4·d² + 2·d·d_ff) + n_dec · (8·d² + 2·d·d_ff)) / "
+                                                                    "(4·d² + 2·d·d_ff), both parameter totals divided")])

@@ -3,12 +3,11 @@ specs after the second round's fixes and measured before any change to the check
 measure of how often a hint names a mistake nobody listed.
 
 ``WRONG``: ``(check name, function, regex the hint must match to name the mistake)``;
-``CORRECT``: ``(check name, function)``. tests/learner_impls.py appends both to its lists.
+``CORRECT``: ``(check name, function)``. tests/learners/__init__.py collects both.
 """
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +15,8 @@ from einops import rearrange
 
 from course_lib.losses import IGNORE
 from course_lib.tokenizer import BOS_ID, EOS_ID, SEP_ID, pad_batch
-from learner_registry import registry
+from .common import NINF, SPECIAL_IDS, ngrams, registry
 
-NINF = float("-inf")
 WRONG, CORRECT, wrong, correct = registry()
 
 
@@ -100,8 +98,8 @@ def _corr(tokens, vocab_size, mask_id, p=0.15, *, ignore=IGNORE, label_changed_o
     return inputs, torch.where(lab_at, tokens, torch.full_like(tokens, ignore))
 
 
-wrong("mlm_corrupt", r"-100|IGNORE")(lambda tokens, vocab_size, mask_id, p=0.15: _corr(tokens, vocab_size, mask_id, p, ignore=-1))
-wrong("mlm_corrupt", r"unchanged.*label|every chosen")(lambda tokens, vocab_size, mask_id, p=0.15: _corr(tokens, vocab_size, mask_id, p, label_changed_only=True))
+wrong("mlm_corrupt", r"-100|IGNORE")(lambda tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None: _corr(tokens, vocab_size, mask_id, p, ignore=-1))
+wrong("mlm_corrupt", r"unchanged.*label|every chosen")(lambda tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None: _corr(tokens, vocab_size, mask_id, p, label_changed_only=True))
 
 
 @correct("mlm_loss")
@@ -158,7 +156,7 @@ def greedy_samples(model, prompt, max_new_tokens, eos_id=2, pad_id=0):
     g = torch.Generator().manual_seed(0)
     cache = model.new_cache()
     logits = model(prompt, cache=cache)[:, -1]
-    done = torch.zeros(prompt.shape[0], dtype=torch.bool)
+    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     out = []
     for step in range(max_new_tokens):
         tok = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0].masked_fill(done, pad_id)
@@ -222,9 +220,6 @@ def beam_old_scores(scores, logp):
     return scores.gather(1, beam), beam, flat % v
 
 
-def _grams(toks, n):
-    return Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
-
 
 @wrong("corpus_bleu", r"log10|natural|base")
 def bleu_log10(hyps, refs, max_n=4):
@@ -234,7 +229,7 @@ def bleu_log10(hyps, refs, max_n=4):
         h, rf = h.split(), rf.split()
         c, r = c + len(h), r + len(rf)
         for n in range(1, max_n + 1):
-            hg, rg = _grams(h, n), _grams(rf, n)
+            hg, rg = ngrams(h, n), ngrams(rf, n)
             m[n - 1] += sum(min(x, rg[g]) for g, x in hg.items())
             tot[n - 1] += sum(hg.values())
     if min(m) == 0:

@@ -2,7 +2,7 @@
 specs after the third round's fixes and measured before any change to the checks.
 
 ``WRONG``: ``(check name, function, regex the hint must match to name the mistake)``;
-``CORRECT``: ``(check name, function)``. tests/learner_impls.py appends both to its lists.
+``CORRECT``: ``(check name, function)``. tests/learners/__init__.py collects both.
 """
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from einops import rearrange
 
 from course_lib.losses import IGNORE
 from course_lib.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
-from learner_registry import registry
+from .common import NINF, registry
 
-NINF = float("-inf")
 WRONG, CORRECT, wrong, correct = registry()
 
 

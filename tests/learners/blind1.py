@@ -1,11 +1,11 @@
 """A second, *blind* set of learner-style implementations for the exercise checks (lessons 01-05),
 written from the exercise specs only, before reading the checks' hint code: mistakes and styles
-that tests/learner_impls.py does not already cover (an off-by-one window, a mask on the wrong axis,
+that tests/learners/first.py does not already cover (an off-by-one window, a mask on the wrong axis,
 softmax then zeroing without renormalising, a two-position shift, a loss divided by the batch size,
 a wrong mask token id, argmax over the batch, an n-gram order off by one, ...).
 
 ``WRONG``: ``(check name, function, regex the hint must match to name the mistake)``;
-``CORRECT``: ``(check name, function)``. tests/learner_impls.py appends both to its lists.
+``CORRECT``: ``(check name, function)``. tests/learners/__init__.py collects both.
 """
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ from einops import rearrange
 
 from course_lib.losses import IGNORE
 from course_lib.tokenizer import BOS_ID, EOS_ID, SEP_ID, pad_batch
-from learner_registry import registry
+from .common import NINF, SPECIAL_IDS, ngrams, registry
 
-NINF = float("-inf")
 WRONG, CORRECT, wrong, correct = registry()
 
 
@@ -231,21 +230,21 @@ def _corr(tokens, vocab_size, mask_id, p=0.15, *, mask_tok=None, split=(0.8, 0.9
 
 
 MLMC = "mlm_corrupt"
-wrong(MLMC, r"mask_id|\[MASK\] id")(lambda tokens, vocab_size, mask_id, p=0.15: _corr(tokens, vocab_size, mask_id, p, mask_tok=lambda m: m + 1))
-wrong(MLMC, r"80%")(lambda tokens, vocab_size, mask_id, p=0.15: _corr(tokens, vocab_size, mask_id, p, split=(0.1, 0.9)))
-wrong(MLMC, r"inverted|the other way|not chosen|unchosen")(lambda tokens, vocab_size, mask_id, p=0.15: _corr(tokens, vocab_size, mask_id, p, invert_labels=True))
-wrong(MLMC, r"special")(lambda tokens, vocab_size, mask_id, p=0.15: _corr(tokens, vocab_size, mask_id, p, specials=(0,)))
-wrong(MLMC, r"p=|probability p|1 - p|too many")(lambda tokens, vocab_size, mask_id, p=0.15: _corr(tokens, vocab_size, mask_id, p, above=True))
+wrong(MLMC, r"mask_id|\[MASK\] id")(lambda tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None: _corr(tokens, vocab_size, mask_id, p, mask_tok=lambda m: m + 1))
+wrong(MLMC, r"80%")(lambda tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None: _corr(tokens, vocab_size, mask_id, p, split=(0.1, 0.9)))
+wrong(MLMC, r"inverted|the other way|not chosen|unchosen")(lambda tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None: _corr(tokens, vocab_size, mask_id, p, invert_labels=True))
+wrong(MLMC, r"special")(lambda tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None: _corr(tokens, vocab_size, mask_id, p, specials=(0,)))
+wrong(MLMC, r"p=|probability p|1 - p|too many")(lambda tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None: _corr(tokens, vocab_size, mask_id, p, above=True))
 
 
 @correct(MLMC)
-def corrupt_one_uniform(tokens, vocab_size, mask_id, p=0.15):
-    u = torch.rand(tokens.shape)
-    chosen = (u < p) & (tokens >= 6)
+def corrupt_one_uniform(tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None):
+    u = torch.rand(tokens.shape, generator=generator).to(tokens.device)
+    chosen = (u < p) & (tokens >= len(special_ids))
     inputs = tokens.clone()
     inputs[chosen & (u < 0.8 * p)] = mask_id
     rnd = chosen & (u >= 0.8 * p) & (u < 0.9 * p)
-    inputs[rnd] = torch.randint(6, vocab_size, (int(rnd.sum()),))
+    inputs[rnd] = torch.randint(len(special_ids), vocab_size, (int(rnd.sum()),), generator=generator).to(tokens.device)
     return inputs, torch.where(chosen, tokens, IGNORE)
 
 
@@ -365,7 +364,7 @@ GREEDY = "greedy_decode_with_cache"
 def _greedy(model, prompt, n, eos_id=2, pad_id=0, *, pos=-1, arg_dim=-1, stop_any=False):
     cache = model.new_cache()
     logits = model(prompt, cache=cache)[:, pos]
-    done = torch.zeros(prompt.shape[0], dtype=torch.bool)
+    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     out = []
     for step in range(n):
         tok = logits.argmax(dim=arg_dim)
@@ -555,9 +554,6 @@ def beam_token_major(scores, logp):
     return s, flat % k, flat // k
 
 
-def _grams(toks, n):
-    return Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
-
 
 def _bleu(hyps, refs, max_n=4, *, orders=None, bp="ok", tok=str.split, denom="hyp"):
     orders = range(1, max_n + 1) if orders is None else orders(max_n)
@@ -567,7 +563,7 @@ def _bleu(hyps, refs, max_n=4, *, orders=None, bp="ok", tok=str.split, denom="hy
         h, rf = tok(h), tok(rf)
         c, r = c + len(h), r + len(rf)
         for n in orders:
-            hg, rg = _grams(h, n), _grams(rf, n)
+            hg, rg = ngrams(h, n), ngrams(rf, n)
             m[n] += sum(min(x, rg[g]) for g, x in hg.items())
             tot[n] += sum((hg if denom == "hyp" else rg).values())
     if any(m[n] == 0 for n in orders) or c == 0:

@@ -3,12 +3,11 @@ specs after the general diagnoses of the checks were in place but without tailor
 them: the held-out measure of how often a hint names a mistake nobody listed.
 
 ``WRONG``: ``(check name, function, regex the hint must match to name the mistake)``;
-``CORRECT``: ``(check name, function)``. tests/learner_impls.py appends both to its lists.
+``CORRECT``: ``(check name, function)``. tests/learners/__init__.py collects both.
 """
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +15,8 @@ from einops import rearrange
 
 from course_lib.losses import IGNORE
 from course_lib.tokenizer import BOS_ID, EOS_ID, SEP_ID, pad_batch
-from learner_registry import registry
+from .common import NINF, SPECIAL_IDS, ngrams, registry
 
-NINF = float("-inf")
 WRONG, CORRECT, wrong, correct = registry()
 
 
@@ -59,7 +57,7 @@ def prefix_and(t, prefix_len):
 
 
 @wrong("mlm_corrupt", r"80%")
-def corrupt_independent_draws(tokens, vocab_size, mask_id, p=0.15):
+def corrupt_independent_draws(tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None):
     chosen = (torch.rand(tokens.shape) < p) & (tokens >= 6)
     inputs = tokens.clone()
     inputs[chosen & (torch.rand(tokens.shape) < 0.8)] = mask_id
@@ -69,7 +67,7 @@ def corrupt_independent_draws(tokens, vocab_size, mask_id, p=0.15):
 
 
 @wrong("mlm_corrupt", r"special")
-def corrupt_specials_unlabelled(tokens, vocab_size, mask_id, p=0.15):
+def corrupt_specials_unlabelled(tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None):
     chosen = torch.rand(tokens.shape) < p
     r = torch.rand(tokens.shape)
     inputs = tokens.clone()
@@ -145,7 +143,7 @@ def _gr(model, prompt, n, eos_id=2, pad_id=0, *, after_eos=None, keepdim=False, 
         logits = model(prompt[:, -1:], cache=cache)[:, -1]
     else:
         logits = model(prompt, cache=cache)[:, -1]
-    done = torch.zeros(prompt.shape[0], dtype=torch.bool)
+    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     out = []
     for step in range(n):
         tok = logits.argmax(-1)
@@ -223,9 +221,6 @@ def beam_view_kbv(scores, logp):
     return s, flat // v, flat % v
 
 
-def _grams(toks, n):
-    return Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
-
 
 @wrong("corpus_bleu", r"clip|count|unique|set")
 def bleu_unique_matches(hyps, refs, max_n=4):
@@ -235,7 +230,7 @@ def bleu_unique_matches(hyps, refs, max_n=4):
         h, rf = h.split(), rf.split()
         c, r = c + len(h), r + len(rf)
         for n in range(1, max_n + 1):
-            hg, rg = _grams(h, n), _grams(rf, n)
+            hg, rg = ngrams(h, n), ngrams(rf, n)
             m[n - 1] += len(set(hg) & set(rg))
             tot[n - 1] += sum(hg.values())
     if min(m) == 0:
@@ -252,7 +247,7 @@ def bleu_char_lengths(hyps, refs, max_n=4):
         c, r = c + len(h), r + len(rf)
         h, rf = h.split(), rf.split()
         for n in range(1, max_n + 1):
-            hg, rg = _grams(h, n), _grams(rf, n)
+            hg, rg = ngrams(h, n), ngrams(rf, n)
             m[n - 1] += sum(min(x, rg[g]) for g, x in hg.items())
             tot[n - 1] += sum(hg.values())
     if min(m) == 0:

@@ -2,12 +2,11 @@
 specs after the fourth round's fixes and measured before any change to the checks.
 
 ``WRONG``: ``(check name, function, regex the hint must match to name the mistake)``;
-``CORRECT``: ``(check name, function)``. tests/learner_impls.py appends both to its lists.
+``CORRECT``: ``(check name, function)``. tests/learners/__init__.py collects both.
 """
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -15,9 +14,8 @@ from einops import rearrange
 
 from course_lib.losses import IGNORE
 from course_lib.tokenizer import BOS_ID, EOS_ID, pad_batch
-from learner_registry import registry
+from .common import NINF, SPECIAL_IDS, ngrams, registry
 
-NINF = float("-inf")
 WRONG, CORRECT, wrong, correct = registry()
 
 
@@ -54,7 +52,7 @@ def window_ahead(t, window):
 
 
 @wrong("mlm_corrupt", r"independent|each position|whole row|rows")
-def corrupt_whole_rows(tokens, vocab_size, mask_id, p=0.15):
+def corrupt_whole_rows(tokens, vocab_size, mask_id, p=0.15, special_ids=SPECIAL_IDS, generator=None):
     chosen = (torch.rand(tokens.shape[0], 1) < p).expand_as(tokens) & (tokens >= 6)
     r = torch.rand(tokens.shape)
     inputs = tokens.clone()
@@ -145,9 +143,6 @@ def encdec_truncates_src(batch):
             "tgt_out": pad_batch([t + [EOS_ID] for _, t in batch])}
 
 
-def _grams(toks, n):
-    return Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
-
 
 @correct("corpus_bleu")
 def bleu_min_bp(hyps, refs, max_n=4):
@@ -157,7 +152,7 @@ def bleu_min_bp(hyps, refs, max_n=4):
         h, rf = h.split(), rf.split()
         c, r = c + len(h), r + len(rf)
         for n in range(1, max_n + 1):
-            hg, rg = _grams(h, n), _grams(rf, n)
+            hg, rg = ngrams(h, n), ngrams(rf, n)
             m[n - 1] += sum(min(x, rg[g]) for g, x in hg.items())
             tot[n - 1] += sum(hg.values())
     if min(m) == 0 or c == 0:
