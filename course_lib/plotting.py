@@ -46,6 +46,24 @@ def family_color(family: str) -> str:
     from .families import Family  # here, so that importing the plotting helpers stays light
 
     return FAMILY_COLORS[Family(family).value]
+
+
+def log_axis(ax, axis: str = "x", ticks: Sequence[float] | None = None):
+    """Put ``ax``'s ``"x"`` or ``"y"`` axis on a log scale with plain-number labels that do not crowd: at
+    ``ticks`` when given (e.g. the values measured), else at 1, 2 and 5 times each power of ten; minor ticks
+    unlabelled (matplotlib labels them on an axis spanning about one decade, and they overlap). Returns ``ax``."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y'; got {axis!r}.")
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(list(ticks)) if ticks is not None else LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+    return ax
+
+
 _MAX_TICK_LABELS = 40  # beyond this many rows/columns, leave matplotlib's default ticks
 
 
