@@ -17,6 +17,7 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path, PurePosixPath
 from string import Template
+from typing import Sequence
 from urllib.parse import quote
 
 #: The repository, as GitHub shows it. Forks change this line (and nothing else).
@@ -199,13 +200,19 @@ def _link(title: str, from_path: str, to_path: str) -> str:
 
 
 def render_footer(notebook_path: str, practice: tuple[str, str] | None = None,
-                  next_lesson: tuple[str, str] | None = None) -> str | None:
-    """The footer cell: where to go next. ``practice`` and ``next_lesson`` are ``(path, title)``
-    pairs relative to the repository root; None when there is neither (no footer)."""
+                  next_lesson: tuple[str, str] | None = None, *, lesson: tuple[str, str] | None = None,
+                  appendices: Sequence[tuple[str, str]] = ()) -> str | None:
+    """The footer cell: where to go next. ``practice``, ``next_lesson``, ``lesson`` (the lesson an appendix
+    belongs to) and each of ``appendices`` (a lesson's appendix notebooks) are ``(path, title)`` pairs
+    relative to the repository root; None when there is nothing to link (no footer)."""
     lines = []
+    if lesson:
+        lines.append(f"* **Back to the lesson:** {_link(lesson[1], notebook_path, lesson[0])}.")
     if practice:
         lines.append(f"* **Practice:** {_link(practice[1], notebook_path, practice[0])}: write this lesson's "
                      "pieces yourself, each checked as you go (worked answers in `solutions/`).")
+    for path, title in appendices:
+        lines.append(f"* **Appendix:** {_link(title, notebook_path, path)}: the engineering around this lesson.")
     if next_lesson:
         lines.append(f"* **Next lesson:** {_link(next_lesson[1], notebook_path, next_lesson[0])}.")
     if not lines:

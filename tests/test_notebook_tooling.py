@@ -783,6 +783,27 @@ def test_nav_links_each_lesson_to_its_practice_and_the_next_lesson(tmp_path, cap
     assert "notebooks/01_attn.ipynb: navigation cells" in capsys.readouterr().err
 
 
+def test_nav_links_an_appendix_to_its_lesson_and_keeps_it_out_of_the_lesson_sequence(tmp_path):
+    root = _fake_repo(tmp_path)
+    for name, title in [("01_attn.ipynb", "01 · Attention"), ("02_enc.ipynb", "02 · Encoder"), ("A1_attn_more.ipynb", "A1 · More")]:
+        nb = v4.new_notebook(cells=[v4.new_markdown_cell(f"# {title}"), v4.new_code_cell(SETUP)])
+        if name.startswith("A1"):
+            nb.metadata["course"] = {"appendix_to": "01_attn.ipynb"}
+        _write(nb, root / "notebooks" / name)
+    assert sync.main(["--root", str(root), "setup-cells"]) == 0 and sync.main(["--root", str(root), "check"]) == 0
+
+    def links(name):
+        return sorted(p.relative_to(root).as_posix() for p in _relative_links(root / "notebooks" / name))
+
+    assert links("01_attn.ipynb") == ["notebooks/02_enc.ipynb", "notebooks/A1_attn_more.ipynb"]
+    assert "**Appendix:** [A1 · More]" in sync.read_notebook(root / "notebooks" / "01_attn.ipynb").cells[-1].source
+    assert links("02_enc.ipynb") == []  # the last lesson: an appendix is not the lesson after it
+    appendix = sync.read_notebook(root / "notebooks" / "A1_attn_more.ipynb")
+    assert _first_code_source(root / "notebooks" / "A1_attn_more.ipynb") == SETUP
+    assert "**Back to the lesson:** [01 · Attention]" in appendix.cells[-1].source
+    assert links("A1_attn_more.ipynb") == ["notebooks/01_attn.ipynb", "notebooks/02_enc.ipynb"]
+
+
 def test_real_notebooks_carry_current_navigation_cells_whose_links_resolve():
     assert sync.sync_nav(ROOT, check=True) == []
     for path in REAL:

@@ -87,12 +87,15 @@ def home_page() -> str:
     sections = re.split(r"(?m)^(?=## )", text)
     kept = [s for s in sections if not any(s.startswith(f"## {skip}") for skip in HOME_SKIP)]
     text = "".join(kept).replace(COLAB_BADGE_IMAGE, "_assets/colab-badge.svg")
-    lessons = [p.relative_to(ROOT).with_suffix("").as_posix() for p in notebooks("notebooks")]
+    pages = [p.relative_to(ROOT).with_suffix("").as_posix() for p in notebooks("notebooks")]
+    appendices = [p for p in pages if re.match(r"A\d+_", p.split("/")[-1])]  # A1_*: a lesson's engineering appendix
+    lessons = [p for p in pages if p not in appendices]
     exercises = [p.relative_to(ROOT).with_suffix("").as_posix() for p in notebooks("exercises")]
     solutions = [f"Solution: {notebook_title(p)} <{p.relative_to(ROOT).with_suffix('').as_posix()}>"
                  for p in notebooks("solutions")]
     nav = [
         _toctree("Lessons", lessons),
+        *([_toctree("Appendices", appendices)] if appendices else []),
         _toctree("Exercises", exercises),
         _toctree("Solutions", solutions),
         _toctree("Results", ["claims", "benchmarks/index"]),

@@ -30,8 +30,12 @@ Conventions (see also course_lib/colab.py):
   (with the machine and date), which the run-time line of the notebook's header shows.
 * ``nav`` keeps two generated Markdown cells in every lesson and solution (exercises inherit them,
   re-pointed at themselves): a header under the title (Colab badge; run time once measured) and a
-  footer at the end (the lesson's practice notebook and the next lesson). The text comes from
-  ``course_lib.colab.render_header`` / ``render_footer``; never edit those cells by hand.
+  footer at the end (the lesson's practice notebook, its appendices and the next lesson). The text comes
+  from ``course_lib.colab.render_header`` / ``render_footer``; never edit those cells by hand.
+* An **appendix** is a notebook ``notebooks/A<n>_*.ipynb`` (engineering depth moved out of a lesson).
+  Its notebook metadata names its lesson, ``{"course": {"appendix_to": "05_translator.ipynb"}}``: the
+  lesson's footer links to it, its own footer links back to the lesson and on to the lesson after it,
+  and it is not a step in the lesson sequence. It gets the setup cell and is executed and tested like a lesson.
 """
 from __future__ import annotations
 
@@ -455,6 +459,20 @@ def _number(path: Path) -> str:
     return path.name.split("_", 1)[0]
 
 
+_APPENDIX_NAME = re.compile(r"A\d+_")
+
+
+def is_appendix(path: Path) -> bool:
+    """``notebooks/A1_*.ipynb`` and the like: an appendix to a lesson, not a lesson of its own."""
+    return _APPENDIX_NAME.match(Path(path).name) is not None
+
+
+def appendix_lesson(nb) -> str | None:
+    """The lesson file an appendix names in its metadata (``{"course": {"appendix_to": "05_x.ipynb"}}``)."""
+    course = nb.metadata.get("course")
+    return course.get("appendix_to") if isinstance(course, dict) else None
+
+
 @dataclass
 class NavCells:
     header: str
@@ -464,13 +482,15 @@ class NavCells:
 def nav_plan(root: Path) -> dict[str, NavCells]:
     """The header and footer every lesson, solution and exercise should carry, keyed by relative path.
 
-    A lesson ``NN_*`` links to the practice notebook ``exercises/NN_*`` and to the next lesson; a
-    practice notebook links to the lesson after its own. Exercises show their solution's run time.
+    A lesson ``NN_*`` links to the practice notebook ``exercises/NN_*``, to its appendices and to the
+    next lesson; an appendix links back to its lesson and on to the next one; a practice notebook links
+    to the lesson after its own. Exercises show their solution's run time.
     """
     runtimes = load_runtimes(root)
-    lessons = notebooks_in(root / LESSON_DIR)
+    lessons = [p for p in notebooks_in(root / LESSON_DIR) if not is_appendix(p)]
+    appendices = {p: appendix_lesson(read_notebook(p)) for p in notebooks_in(root / LESSON_DIR) if is_appendix(p)}
     solutions = notebooks_in(root / SOLUTION_DIR)
-    titles = {p: notebook_title(read_notebook(p), p.stem) for p in lessons + solutions}
+    titles = {p: notebook_title(read_notebook(p), p.stem) for p in [*lessons, *appendices, *solutions]}
     practice = {_number(p): p for p in solutions}
 
     def next_lesson(number: str):
@@ -482,8 +502,14 @@ def nav_plan(root: Path) -> dict[str, NavCells]:
         relpath = f"{LESSON_DIR}/{path.name}"
         sol = practice.get(_number(path))
         exercise = (f"{EXERCISE_DIR}/{sol.name}", titles[sol]) if sol else None
+        extras = [(f"{LESSON_DIR}/{a.name}", titles[a]) for a, owner in appendices.items() if owner == path.name]
         plan[relpath] = NavCells(render_header(relpath, runtimes.get(relpath), fast_mode_hint=path != lessons[0]),
-                                 render_footer(relpath, exercise, next_lesson(_number(path))))
+                                 render_footer(relpath, exercise, next_lesson(_number(path)), appendices=extras))
+    for path, owner in appendices.items():
+        relpath, lesson = f"{LESSON_DIR}/{path.name}", root / LESSON_DIR / (owner or "")
+        back = (f"{LESSON_DIR}/{lesson.name}", titles[lesson]) if lesson in titles else None
+        plan[relpath] = NavCells(render_header(relpath, runtimes.get(relpath)),
+                                 render_footer(relpath, None, next_lesson(_number(lesson)) if back else None, lesson=back))
     for path in solutions:
         sol_rel, ex_rel = f"{SOLUTION_DIR}/{path.name}", f"{EXERCISE_DIR}/{path.name}"
         after = next_lesson(_number(path))
