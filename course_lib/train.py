@@ -394,8 +394,10 @@ def _save_on_interrupt(enabled: bool):
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    signals = [signal.SIGINT, signal.SIGTERM]
-    previous = {s: signal.getsignal(s) for s in signals}
+    # a signal the process was told to ignore (a background job's SIGINT) stays ignored; None: a handler
+    # installed outside Python, which could not be put back
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: h for s, h in previous.items() if h is not None and h is not signal.SIG_IGN}
 
     def handler(signum, frame):
         if flag["stop"]:  # the second one: give up on the clean stop
@@ -404,7 +406,7 @@ def _save_on_interrupt(enabled: bool):
             raise KeyboardInterrupt
         flag["stop"] = True
 
-    for s in signals:
+    for s in previous:
         signal.signal(s, handler)
     try:
         yield flag

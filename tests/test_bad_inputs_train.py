@@ -141,6 +141,33 @@ def test_fresh_start_replaces_an_unreadable_checkpoint(tmp_path):
 def test_a_signal_saves_the_step_and_the_run_resumes_bit_identically(tmp_path, sig, k):
     straight_model = make_model()
     straight = train(straight_model, mse, make_data(), cfg())
+    # as in a terminal: the signal is handled (a test worker may have been started with SIGINT ignored)
+    default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+    before = signal.signal(sig, default)
+    try:
+        signalled_run(tmp_path, sig, k, straight_model, straight)
+    finally:
+        signal.signal(sig, before)
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path):
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a job started in the background
+    try:
+        calls = {"n": 0}
+
+        def signalling_loss(model, batch):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            return mse(model, batch)
+
+        hist = train(make_model(), signalling_loss, make_data(), cfg(ckpt_path=str(tmp_path / "c.pt")))
+        assert hist[-1]["step"] == 6 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def signalled_run(tmp_path, sig, k, straight_model, straight):
     before = signal.getsignal(sig)
     calls = {"n": 0}
 

@@ -175,7 +175,11 @@ def test_cli_interrupted_train_saves_says_so_and_resumes(files, capsys, monkeypa
         return signalling
 
     monkeypatch.setattr(tr, "loss_for", loss_for)
-    code, out, err = cli(train_args(files, "--out", out_path), capsys)
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a terminal
+    try:
+        code, out, err = cli(train_args(files, "--out", out_path), capsys)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     assert code == 130 and not out_path.exists()
     assert f"interrupted after step 3 of 6; the checkpoint '{ckpt}' is saved, so running the same command again resumes" in err
     assert torch.load(ckpt, weights_only=True)["step"] == 3

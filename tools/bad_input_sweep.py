@@ -622,7 +622,9 @@ def _interrupted(sig: int, name: str):
     args = [*BASE, "--steps", "100000", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "course_lib.translate", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=TMP,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as typed in a terminal
+    # (a job started in the background inherits an ignored SIGINT; a terminal's Ctrl-C is not ignored)
     import time
 
     time.sleep(15)
