@@ -107,6 +107,9 @@ def test_latency_benchmark_quick(tmp_path):
     assert by_name["1000+1000: KV bytes ED / DO"]["within_tolerance"] is True
     assert all(p["within_tolerance"] for p in preds if p["name"].startswith("KV bytes"))
     assert report["results"]["machine"]["peak_flops"] > 0 and report["results"]["machine"]["bandwidth"] > 0
+    for family, b in report["results"]["ttft_kernels"].items():  # the breakdown names real kernels with the FLOPs counted for them
+        assert any(r["flops"] > 0 and "attention" in r["kernel"] for r in b["rows"]), family
+        assert sum(r["flops"] for r in b["rows"]) == b["flops"] > 0 and b["total_self_s"] > 0
 
 
 def test_python_work_counts_module_calls_and_getattr_reads():
