@@ -440,3 +440,59 @@ def test_use_or_reference_finds_the_check_from_either_name_or_name_argument(caps
     assert C.use_or_reference(lambda y, b: y, cl.shift_right, name="shift_right").__wrapped__ is cl.shift_right
     with pytest.raises(ValueError, match="no check named"):
         C.use_or_reference(lambda y: y, cl.shift_right, name="nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# in a notebook: the sentence first and alone
+# ---------------------------------------------------------------------------------------------
+def test_a_failing_check_shows_its_sentence_alone_in_a_notebook(monkeypatch):
+    """Executed in a real kernel (as in JupyterLab), a failing check's error output is its one sentence,
+    without the ~25 lines of traceback through the check's machinery; full_tracebacks() brings them back."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from course_lib.checks._core import TRACEBACK_ENV
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    nb = nbformat.v4.new_notebook()
+    wrong = "checks.check_causal_mask(lambda t: torch.ones(t, t, dtype=torch.bool))"
+    nb.cells = [nbformat.v4.new_code_cell("import torch\nfrom course_lib import checks"),
+                nbformat.v4.new_code_cell(wrong),
+                nbformat.v4.new_code_cell("checks.full_tracebacks()\n" + wrong)]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    short, full = nb.cells[1].outputs, nb.cells[2].outputs
+    assert [o.output_type for o in short] == ["error"] and short[0].ename == "CheckFailed"
+    assert len(short[0].traceback) == 1, short[0].traceback
+    line = short[0].traceback[0]
+    assert "causal_mask: every key is visible" in line and "_core.py" not in line and "\n" not in line
+    assert full[0].ename == "CheckFailed" and len(full[0].traceback) > 3
+    assert "_core.py" in "".join(full[0].traceback)
+
+
+def test_check_failed_renders_as_one_line_and_is_an_assertion_error():
+    with pytest.raises(AssertionError) as info:
+        C.check_causal_mask(lambda t: torch.ones(t, t, dtype=torch.bool))
+    err = info.value
+    assert isinstance(err, C.CheckFailed)
+    assert err._render_traceback_() == [f"\x1b[0;31m✗\x1b[0m {err}"]
+    C.full_tracebacks(True)
+    try:
+        assert not hasattr(err, "_render_traceback_")
+    finally:
+        C.full_tracebacks(None)
+
+
+def test_the_fallback_never_calls_the_librarys_version_yours(capsys):
+    """With nothing implemented the fallback says it uses course_lib's version (not '__main__'s'), and the
+    returned function says whose it is, so a cell can print '{f.owner} formula'."""
+    def kv_cache_bytes(*args, **kwargs):
+        raise NotImplementedError
+
+    kv = C.use_or_reference(kv_cache_bytes, lambda *a, **k: costs_kv(*a, **k), "kv_cache_bytes")
+    out = capsys.readouterr().out
+    assert "__main__" not in out and "course_lib's version" in out
+    assert kv.owner == "the library's" and kv(9, 4, 16, 50) == costs_kv(9, 4, 16, 50)
+
+
+def costs_kv(*args, **kwargs):
+    return cl.costs.kv_cache_bytes(*args, **kwargs)

@@ -6,8 +6,12 @@ A check ``check_<name>(fn)`` runs a learner's function against a reference on se
 * success: prints ``✅ <name>: all N cases match.`` and returns ``True``;
 * the function still raises ``NotImplementedError``: prints ``⏳ <name>: not implemented yet …``
   and returns ``False`` *without raising*, so an unsolved notebook runs top to bottom;
-* anything wrong: raises ``AssertionError`` with one sentence naming the likely mistake (never a
-  traceback; a learner's exception becomes one sentence too).
+* anything wrong: raises :class:`CheckFailed` (an ``AssertionError``) with one sentence naming the
+  likely mistake; a notebook shows that sentence alone (``_render_traceback_``), and
+  :func:`full_tracebacks` / ``COURSE_CHECK_TRACEBACK=1`` bring the traceback back for instructors.
+  A learner's exception becomes one sentence too (:func:`raised_hint` names the classic mistake behind
+  common PyTorch errors), and so does anything the check itself cannot compare: a check never raises
+  anything else, whatever the learner's function returns.
 
 How to write a check (see :mod:`.seq2seq` for a short one, :mod:`.clm` for a custom one)::
 
@@ -42,16 +46,25 @@ What :func:`run_check` does for every case, in this order:
    Otherwise a generic sentence about shape (naming the axis that differs), dtype, NaN or the largest
    difference ("infinite", never 1.8e+308).
 
+``early_probes`` run before the variants (an ignored argument, found by :func:`ignored_arg_probe` or
+:func:`constant_argument_probe`, that a variant would otherwise explain wrongly); ``raise_probes`` name
+the mistake behind a learner's exception (``k.T`` on a batched tensor, a transposed weight).
+
 After all cases pass, ``properties`` (callables taking ``fn`` and raising :class:`Fail`) test what
-values alone cannot: :func:`loss_backward_property` calls ``backward()`` (nothing-to-count case
-included), statistical tests run with a fixed seed, decoding checks count the positions each model
-call processes. Checks never change the notebook's random state.
+values alone cannot — what flows into the next cell: :func:`device_property` runs one case on a GPU,
+or without one on the ``meta`` device with copies to the CPU simulated, and names a tensor made on
+the CPU; :func:`grad_property` checks that gradients reach the inputs; :func:`loss_backward_property`
+calls ``backward()`` (nothing-to-count case included); statistical tests run with a fixed seed;
+decoding checks count the positions each model call processes. The result's dtype is judged with
+the values (float64 for float32 inputs, int32 ids). Checks never change the notebook's random state.
 
 Rules of thumb for cases: edge cases (a batch of one, length one, padding, a fully masked row,
 nothing to predict), rows with *different* numbers of counted tokens (mean over tokens vs mean of
-per-row means), and **every argument at a non-default value in some case** (``pad_id``, ``eos_id``,
-``bos_id``, ``mask_id``, ``vocab_size`` …) so a hard-coded constant is caught. Pass keyword-only
-arguments of the library's signature as keywords.
+per-row means), **every argument at a non-default value in some case** (``pad_id``, ``eos_id``,
+``bos_id``, ``mask_id``, ``vocab_size`` …) so a hard-coded constant is caught, lengths beyond any
+plausible fixed-size buffer (t = 70), batch sizes other than 1 and 2, the special tokens the course
+uses, and sizes for which the common mistakes give *different* answers (check the first failing case:
+its hint wins). Pass keyword-only arguments of the library's signature as keywords.
 
 :func:`use_or_reference` lets a later task build on an earlier one: it returns the learner's
 function when it passes its check, the library's otherwise, and says which.

@@ -144,9 +144,13 @@ def _sdpa_weights_probe(fn, case, got, expected):
     ref = _sdpa_formula(q, k, eye, mask)
     if not isinstance(w, Tensor) or w.shape != ref.shape or same(w, ref):
         return None
-    w, ref = w.detach().double(), ref.double()
     where = f"(seen on the case '{case.name}')"
     name = "scaled_dot_product_attention"
+    again = fn(q, k, eye, mask)
+    if isinstance(again, Tensor) and not same(again, w):
+        return (f"{name}: two calls with the same inputs give different results — dropout on the weights (F.dropout, nn.Dropout "
+                f"in training mode) or random numbers; this attention has no dropout: return softmax(scores) @ v {where}.")
+    w, ref = w.detach().double(), ref.double()
     if mask is not None:
         if not bool(torch.isfinite(w).all()):
             return None
@@ -504,7 +508,7 @@ _CROSS_AXES = {
             "kv_x": "K and V are computed from the decoder stream x; in cross-attention Q comes from x, but K and V come from the encoder output `context`.",
             "swap": "queries and keys/values are swapped: Q = x @ w_q comes from the decoder (x), K and V from the encoder output (context)."},
     "axis": {-1: "", -2: "the softmax runs over the queries (dim=-2); each decoder query's weights over the source keys must sum to 1, so use dim=-1."},
-    "use_mask": {True: "", False: "the source padding is not masked; pass context_mask to the attention so decoder queries cannot attend to padded source tokens."},
+    "use_mask": {True: "", False: "the context_mask argument is ignored, so the source padding is not masked; pass context_mask to the attention so decoder queries cannot attend to padded source tokens."},
     "causal": {False: "", True: "cross-attention must not be causal: every decoder position may see the whole source, so use only context_mask."},
     "scale": {"head": "", "none": "the scores are not divided by √d_head; scale each head's scores by 1/√(d_model / n_heads).",
               "model": "the scores are divided by √d_model; the scale is per head, 1/√d_head with d_head = d_model / n_heads.",

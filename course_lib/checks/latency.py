@@ -39,7 +39,7 @@ _KV_VARIANTS = variant_grid(
                    "MiB": "that is in MiB (÷ 2**20); return plain bytes, the cell converts them itself.",
                    "MB": "that is in MB (÷ 10**6); return plain bytes, the cell converts them itself.",
                    "KiB": "that is in KiB (÷ 1024); return plain bytes."},
-        "cross": {"once": "", "ignored": "the encoder-decoder's cross-attention K/V are missing: every decoder layer also stores K and V "
+        "cross": {"once": "", "ignored": "the n_source_tokens argument is ignored: the encoder-decoder's cross-attention K/V are missing — every decoder layer also stores K and V "
                                          "of the n_source_tokens source positions (add them to n_tokens).",
                   "per step": "you counted the cross-attention K/V once per generated token; they are computed once from the "
                               "encoder output and then only read: add n_source_tokens once, not n_tokens × n_source_tokens.",

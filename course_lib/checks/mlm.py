@@ -336,7 +336,7 @@ _BLOCK_VARIANTS = variant_grid(_block_formula, {
                  "none": "there are no residual connections: each sub-layer's output is added to its input (x + f(…))."},
     "swap_norms": {False: "", True: "norm1 and norm2 are swapped: norm1 goes with attention, norm2 with the FFN.",
                    "norm1": "norm1 is used for both sub-layers; the FFN has its own norm, norm2 (x + ffn(norm2(x)))."},
-    "pass_mask": {True: "", False: "the mask is not passed to attention, so padded keys are attended to; call attn(h, mask).",
+    "pass_mask": {True: "", False: "the mask argument is ignored: it is not passed to attention, so padded keys are attended to; call attn(h, mask).",
                   "inverted": "the mask is inverted (~mask): True means 'may attend', so pass the mask as it is, attn(h, mask)."},
     "order": {"attn_first": "", "ffn_first": "the sub-layers are in the wrong order: attention first, then the FFN."},
     "skip_norm": {None: "", 0: "a norm is missing: in pre-norm, attention reads norm1(x), x = x + attn(norm1(x), mask).",
