@@ -18,6 +18,9 @@ from torch import Tensor, nn
 from .config import NORM_EPS
 from .masks import causal_mask, check_mask
 
+#: PyTorch's fused attention reads grouped K/V heads itself (``enable_gqa``) from torch 2.5 on
+_KERNEL_GQA = torch.torch_version.TorchVersion(torch.__version__) >= "2.5"
+
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
     """NumPy broadcasting of two shapes, or None if they don't broadcast. (Plain Python: this runs
@@ -76,6 +79,22 @@ def _sync_is_cheap(t: Tensor) -> bool:
     return t.device.type == "cpu"
 
 
+def _causal_kernel_exact(t_q: int, t_k: int, causal: bool, mask: Tensor | None, bias: Tensor | None, return_weights: bool) -> bool:
+    """Whether PyTorch's causal kernel (``is_causal=True``) computes this attention exactly: causal over more
+    than one query, no other mask or bias, no weights wanted, and ``T_q == T_k`` (no cached keys: the kernel's
+    causal mask is aligned top-left)."""
+    return causal and t_q > 1 and mask is None and bias is None and not return_weights and t_q == t_k
+
+
+def kv_groups(q: Tensor, k: Tensor) -> int:
+    """Query heads per key/value head: ``H / H_kv`` when ``k (..., H_kv, T_k, d)`` has fewer heads (dim -3) than
+    ``q (..., H, T_q, d)`` and ``H_kv`` divides ``H`` (grouped-query attention), else 1."""
+    if q.dim() < 3 or k.dim() != q.dim():
+        return 1
+    h, h_kv = q.shape[-3], k.shape[-3]
+    return h // h_kv if h_kv < h and h % h_kv == 0 else 1
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -92,7 +111,8 @@ def scaled_dot_product_attention(
     and, with ``return_weights=True``, also ``weights (..., T_q, T_k)``.
 
     ``bias`` (broadcastable to the scores, e.g. T5's relative position bias ``(1, H, T_q, T_k)``)
-    is added to the scores; ``scale`` replaces 1/√d_k (T5: 1.0).
+    is added to the scores; ``scale`` replaces 1/√d_k (T5: 1.0). ``k`` and ``v`` may have fewer heads
+    than ``q`` (:func:`kv_groups`, grouped-query attention): each serves ``H / H_kv`` consecutive query heads.
 
     ``causal=True`` also hides future keys: the ``T_q`` queries are the newest of the ``T_k``
     positions (:func:`~course_lib.masks.causal_mask`), ANDed with ``mask`` if one is given. When
@@ -104,11 +124,14 @@ def scaled_dot_product_attention(
     line by line. Both give the same answer, and a query whose keys are *all* masked
     gets an output of zeros (never NaN).
     """
+    groups, kernel = kv_groups(q, k), _causal_kernel_exact(q.shape[-2], k.shape[-2], causal, mask, bias, return_weights)
+    if groups > 1 and not (kernel and _KERNEL_GQA):  # the causal kernel reads grouped heads itself; elsewhere repeat them
+        k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
     _check_qkv(q, k, v, mask)
+    if kernel:
+        gqa = {"enable_gqa": True} if k.shape[-3] != q.shape[-3] else {}
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale, **gqa)
     causal = causal and q.shape[-2] > 1  # a single query is the newest position: it may see every key
-    if causal and mask is None and bias is None and not return_weights and q.shape[-2] == k.shape[-2]:
-        # the kernel's causal mask is aligned top-left, which is ours only when T_q == T_k (no cached keys)
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
     has_key = None
     if causal and mask is None:  # the causal mask alone: every query sees its own key, so no row is empty
         mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
@@ -330,14 +353,12 @@ class MultiHeadAttention(nn.Module):
                 q, k = rope(q, positions), rope(k, positions)
             if cache is not None:
                 k, v = cache.append(k, v)  # keys/values of earlier steps + this one
-        if self.n_kv_heads != self.n_heads:  # GQA: each K/V head serves a group of query heads
-            group = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-
+        # GQA: K/V keep their n_kv_heads heads; scaled_dot_product_attention lets each serve a group of query heads
         if self.max_logit_log is not None:  # every query-key pair, masked ones too (the kernels compute them all)
             scale = 1 / math.sqrt(q.shape[-1]) if self.scale is None else self.scale
+            k_all = k.detach().repeat_interleave(kv_groups(q, k), dim=-3)
             with torch.no_grad():
-                self.max_logit_log.append(float((q.detach() @ k.detach().transpose(-2, -1)).abs().max()) * scale)
+                self.max_logit_log.append(float((q.detach() @ k_all.transpose(-2, -1)).abs().max()) * scale)
         p = self.dropout if self.training else 0.0
         if self.record:
             out, weights = scaled_dot_product_attention(q, k, v, mask, causal=causal, return_weights=True, dropout_p=p, bias=bias,
