@@ -23,6 +23,7 @@ One concept per module:
 * ``latency``    lesson 06's measurements: TTFT and per-token time, roofline, the "1000 + 1000" scenario
 * ``redllm``     lesson 07: encoder-decoder (prefix LM) vs decoder-only LM with the modern recipe
 * ``convert``    Hugging Face checkpoints on disk (BERT, GPT-2, BART, T5, LLaMA) -> course_lib models; MiniLM
+* ``gguf_loader`` llama.cpp's GGUF files (LLaMA family) -> DecoderOnly + tokenizer + chat template; SmolLM2-135M
 * ``ledger``     the claims ledger: verdicts each lesson computes and saves, lesson 08 reads
 * ``bench``      timing helpers and hardware description
 * ``plotting``   masks, attention maps, loss curves
