@@ -75,7 +75,8 @@ def measure_bandwidth(device: torch.device | str = "cpu", mbytes: int = 256, rep
 def time_generation(model, inputs: Tensor, n_new: int, *, use_cache: bool = True, repeat: int = 3) -> dict[str, float]:
     """Time a greedy generation of ``n_new`` tokens, split into time to first token (TTFT) and
     the steps after it. Returns medians over ``repeat`` runs, in seconds:
-    ``{"ttft_s", "per_token_s", "total_s"}`` (``per_token_s`` = (total − TTFT) / (n_new − 1)).
+    ``{"ttft_s", "per_token_s", "total_s"}`` (``per_token_s`` = (total − TTFT) / (n_new − 1)), and
+    every timed run in ``"ttft_runs"`` and ``"total_runs"`` (their spread, for a verdict).
 
     * :class:`EncoderOnly`: one pass over ``inputs`` (``n_new`` must be 0); TTFT = total.
     * :class:`DecoderOnly`: prefill of the prompt, then one step per token (``use_cache=False``
@@ -105,7 +106,8 @@ def time_generation(model, inputs: Tensor, n_new: int, *, use_cache: bool = True
         ttfts.append(t1 - t0)
         totals.append(t2 - t0)
     ttft, total = sorted(ttfts[1:])[repeat // 2], sorted(totals[1:])[repeat // 2]
-    return {"ttft_s": ttft, "per_token_s": (total - ttft) / max(n_new - 1, 1), "total_s": total}
+    return {"ttft_s": ttft, "per_token_s": (total - ttft) / max(n_new - 1, 1), "total_s": total,
+            "ttft_runs": ttfts[1:], "total_runs": totals[1:]}
 
 
 # --------------------------------------------------------------------------- equal-parameter pair
@@ -196,7 +198,8 @@ def machine(device="cpu", quick: bool = False) -> dict[str, float]:
 
 def parallel_vs_sequential(cfg: ModelConfig, n_tokens: int, hw: dict, device="cpu", repeat: int = 3) -> dict[str, Any]:
     """Claim 2: one teacher-forced forward over T target tokens vs generating T tokens, per family.
-    Counted FLOPs of both, measured times, and the predicted time ratio from :func:`predict_time`."""
+    Counted FLOPs of both, measured times, and the predicted time ratio from :func:`predict_time`
+    (``time_ratio["runs"]``: generation / forward, repeat by repeat)."""
     T, V = n_tokens, cfg.vocab_size
     out: dict[str, Any] = {}
     for family in ARCHITECTURES:
@@ -205,7 +208,8 @@ def parallel_vs_sequential(cfg: ModelConfig, n_tokens: int, hw: dict, device="cp
         o = step_overhead(cfg, family, device)
         with torch.no_grad():
             fwd = (lambda: model(x, x)) if family.cross_attention else (lambda: model(x))
-            t_train = time_fn(fwd, warmup=1, repeat=repeat)["median_s"]
+            t_fwd = time_fn(fwd, warmup=1, repeat=repeat)
+            t_train = t_fwd["median_s"]
         f_train = count_flops(torch.no_grad()(fwd))
         row = {"train_forward_s": t_train, "train_forward_flops": f_train, "overhead_s": o}
         if family.generates:
@@ -214,7 +218,9 @@ def parallel_vs_sequential(cfg: ModelConfig, n_tokens: int, hw: dict, device="cp
             f_gen = costs.generation_flops(cfg, family, prompt.shape[1], T)["total"]
             pred = (predict_time(f_gen, T * o, hw["peak_flops"])) / predict_time(f_train, o, hw["peak_flops"])
             row |= {"generate_s": g["total_s"], "generate_flops_predicted": f_gen,
-                    "time_ratio": {"predicted": pred, "measured": g["total_s"] / t_train}}
+                    "time_ratio": {"predicted": pred, "measured": g["total_s"] / t_train,
+                                   # repeat i: generation i / forward i (the spread, for a verdict)
+                                   "runs": [gen / f for gen, f in zip(g["total_runs"], t_fwd["runs"])]}}
         out[family.value] = row
     return out
 

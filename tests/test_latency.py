@@ -58,3 +58,14 @@ def test_encoder_only_does_not_generate():
     model = latency._untrained("encoder-only", _cfg())
     with pytest.raises(ValueError, match="does not generate"):
         latency.time_generation(model, torch.randint(3, 40, (1, 4)), 2, repeat=1)
+
+
+def test_timings_return_their_runs_for_a_verdict():
+    cfg = _cfg()
+    rows = latency.ttft_sweep(cfg, [6], 3, HW, repeat=3)
+    for r in rows:  # the median is one of the runs
+        assert len(r["ttft_runs"]) == 3 and r["ttft_s"] == sorted(r["ttft_runs"])[1]
+    par = latency.parallel_vs_sequential(cfg, 4, HW, repeat=3)
+    for fam, r in par.items():
+        if "time_ratio" in r:
+            assert len(r["time_ratio"]["runs"]) == 3 and all(x > 0 for x in r["time_ratio"]["runs"])
