@@ -920,7 +920,7 @@ def probe_device() -> tuple[torch.device, Callable[[], contextlib.AbstractContex
     which follows the same device rules, with copies to the CPU simulated (:class:`_CopiesToCpu`)."""
     if torch.cuda.is_available():
         return torch.device("cuda"), contextlib.nullcontext, "a GPU"
-    return torch.device("meta"), _CopiesToCpu, "the meta device (PyTorch's data-less stand-in for a GPU)"
+    return torch.device("meta"), _CopiesToCpu, "PyTorch's meta device, a stand-in for a GPU"
 
 
 def to_device(obj, dev: torch.device):
@@ -956,7 +956,7 @@ def device_property(name: str, case: Case, reference: Callable, hint: str = "") 
 
     def prop(fn):
         dev, make_mode, how = probe_device()
-        where = f"on the case '{case.name}' with its inputs on {how}"
+        where = f"tested on {how}, case '{case.name}'"
         try:
             args, kwargs = to_device(_copy((case.args, case.kwargs)), dev)
             with make_mode(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
@@ -971,19 +971,19 @@ def device_property(name: str, case: Case, reference: Callable, hint: str = "") 
                 got = fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - NotImplementedError too: here it comes from torch (no data to read)
             if re.search(_DEVICE_ERROR, str(e), re.I):
-                raise Fail(f"{name} raised {_one_line(e).rstrip('.')} {where}: a tensor made inside your function is on the CPU "
-                           "whatever the inputs' device (torch.zeros, torch.arange, torch.tensor, torch.rand … default to the CPU); "
+                raise Fail(f"{name}: a tensor made inside your function stays on the CPU when the inputs are on a GPU ({where}), "
+                           "and mixing the two fails: torch.zeros, torch.arange, torch.tensor, torch.rand … default to the CPU, so "
                            f"create it with device=x.device of an input, or with torch.zeros_like / x.new_full{hint}.") from None
-            if re.search(r"convert \w+ device type tensor to numpy", str(e), re.I):
-                raise Fail(f"{name} calls .numpy() {where}, which works on CPU tensors only (on a GPU it fails, and a .cpu() first "
+            if re.search(r"convert \w+ device type tensor to numpy", str(e), re.I):  # as on a GPU: .numpy() needs the CPU
+                raise Fail(f"{name} calls .numpy() ({where}), which works on CPU tensors only (on a GPU it fails, and a .cpu() first "
                            "would build the result on the CPU, cut off from the autograd graph); compute it with torch operations "
                            "on the inputs' own device.") from None
             return  # anything else needs values, which meta tensors do not have
         for t in _tensors_in(got):
             if t.device.type != dev.type:
-                raise Fail(f"{name} returned a tensor on the {t.device.type} device {where}: it was made on the CPU whatever the "
-                           "inputs' device (a numpy round trip, torch.tensor(...), torch.zeros(...) without device=…); create new "
-                           f"tensors with device=x.device of an input, or with torch.zeros_like / x.new_full{hint}.")
+                raise Fail(f"{name} returns its result on the {t.device.type} device when the inputs are on a GPU ({where}): it is "
+                           "built from a tensor made on the CPU (a numpy round trip, .cpu(), torch.tensor(...), torch.zeros(...) "
+                           f"without device=…); create new tensors with device=x.device of an input, or torch.zeros_like / x.new_full{hint}.")
 
     return prop
 

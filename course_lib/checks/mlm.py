@@ -207,8 +207,7 @@ def check_mlm_corrupt(fn: Callable) -> bool:
                 _random_range_property(name, tokens, got, vocab_size, mask_id, f"(seen on the case '{case.name}')", lo=len(special_ids))
         _generator_property(name, fn, cases[1])
         device_property(name, cases[0], lambda t, v, m, **kw: _ref_mlm_corrupt(t, v, m, **kw),
-                        hint=" — random draws made with a CPU generator go to the tokens' device with "
-                             ".to(tokens.device), e.g. torch.rand(tokens.shape, generator=generator).to(tokens.device)")(fn)
+                        hint="; draws from a CPU generator go there with torch.rand(…, generator=generator).to(tokens.device)")(fn)
         return len(cases)
 
     return guarded(name, body, "cases pass")
