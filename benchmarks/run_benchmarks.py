@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the .json and .md")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--repeat", type=int, default=None,
-                   help="timed runs per function (default 15, quick 3; generation 3, quick 2; decode floor 24, quick 4)")
+                   help="timed runs per function (default 15, quick 3; generation 3, quick 2; decode floor 48, quick 4)")
     p.add_argument("--only", nargs="*", choices=["attention", "training", "generation", "prefill", "floor"],
                    help="run only these parts (updating them in an existing report for this machine)")
     args = p.parse_args(argv)
@@ -657,8 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     if "prefill" in parts:
         results |= bench_prefill(device, quick=quick, repeat=repeat)
     if "floor" in parts:
-        results |= bench_decode_floor(device, quick=quick, repeat=args.repeat or (4 if quick else 24))
-        results |= bench_encdec_floor(device, quick=quick, repeat=args.repeat or (4 if quick else 24))
+        # 48 rounds: on a busy 2-core machine the middle half of 24 run-by-run ratios spans about 0.2
+        results |= bench_decode_floor(device, quick=quick, repeat=args.repeat or (4 if quick else 48))
+        results |= bench_encdec_floor(device, quick=quick, repeat=args.repeat or (4 if quick else 48))
 
     for name, r in results.items():
         key = HEADLINE[name][1]
