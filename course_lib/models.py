@@ -190,6 +190,18 @@ class EncoderOnly(_Model):
         return nn.functional.normalize(pooled, dim=-1)
 
 
+def _check_prefix_len(prefix_len: int | Tensor, batch: int) -> None:
+    """A prefix length is a count of prompt tokens: one non-negative int, or one per row ``(B,)``."""
+    if isinstance(prefix_len, Tensor):
+        if prefix_len.dtype.is_floating_point or prefix_len.dtype == torch.bool or prefix_len.shape not in {(batch,), ()}:
+            raise ValueError(f"prefix_len must be an int or an integer tensor of shape ({batch},), one length per row; "
+                             f"got a {prefix_len.dtype} tensor of shape {tuple(prefix_len.shape)}.")
+        if prefix_len.numel() and int(prefix_len.min()) < 0:
+            raise ValueError("prefix_len must be >= 0 (the number of prompt tokens); got a negative length.")
+    elif isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or prefix_len < 0:
+        raise ValueError(f"prefix_len must be a non-negative int (the number of prompt tokens); got {prefix_len!r}.")
+
+
 class DecoderOnly(_Model):
     """GPT-style decoder. ``prefix_len`` turns it into a prefix-LM: the first ``prefix_len``
     tokens (the prompt / source) attend to each other in both directions; the rest is causal.
@@ -225,6 +237,8 @@ class DecoderOnly(_Model):
         """``tokens (B, T)`` -> logits ``(B, T, V)``. With a ``cache``, ``tokens`` are the new
         positions only and earlier keys/values are read from (and appended to) the cache."""
         past = 0 if cache is None else len(cache)
+        if prefix_len is not None:
+            _check_prefix_len(prefix_len, tokens.shape[0])
         # mask=None: the blocks' attention is causal (PyTorch's causal kernel where exact). A prefix-LM
         # needs its own mask, except for one new token (a decoding step), which may see every key anyway.
         prefix = prefix_len is not None and tokens.shape[1] > 1

@@ -22,6 +22,11 @@ EMPTY = torch.zeros(1, 0, dtype=torch.long)
 S = dict(temperature=1.0)  # sampling
 
 TABLE = [
+    Bad("prefix_len=-1", lambda: DEC(PROMPT, prefix_len=-1), ValueError, "prefix_len must be a non-negative int"),
+    Bad("prefix_len=1.5", lambda: DEC(PROMPT, prefix_len=1.5), ValueError, "prefix_len"),
+    Bad("prefix_len float tensor", lambda: DEC(PROMPT, prefix_len=torch.tensor([1.0])), ValueError, "integer tensor"),
+    Bad("prefix_len tensor per row, wrong batch", lambda: DEC(PROMPT, prefix_len=torch.tensor([1, 2])), ValueError, "shape (1,)"),
+    Bad("prefix_len negative tensor", lambda: DEC(PROMPT, prefix_len=torch.tensor([-2])), ValueError, ">= 0"),
     Bad("temperature=-1", lambda: generate(DEC, PROMPT, 3, temperature=-1.0), ValueError, "temperature must be a finite number >= 0"),
     Bad("temperature=nan", lambda: generate(DEC, PROMPT, 3, temperature=float("nan")), ValueError, "temperature"),
     Bad("temperature=inf", lambda: generate(DEC, PROMPT, 3, temperature=float("inf")), ValueError, "temperature"),
