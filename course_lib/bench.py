@@ -188,13 +188,14 @@ RESULTS_FOLDERS = (Path(__file__).resolve().parents[1] / "benchmarks" / "results
 
 
 def saved_reports(folders: tuple[Path, ...] = RESULTS_FOLDERS) -> dict[str, dict[str, Any]]:
-    """Every benchmark report saved by :func:`save_report`, ``{file stem: report}`` in name order,
+    """Every benchmark report saved by :func:`save_report`, ``{path below the folder, no suffix: report}``
+    in name order (``gpu/<hardware>/...`` for GPU runs),
     from the first of ``folders`` that holds any. With none, prints one line that says what is
     missing and why, and returns ``{}``, so a lesson's results section degrades to that line."""
     for folder in folders:
-        files = sorted(Path(folder).glob("*.json"))
+        files = sorted(Path(folder).rglob("*.json"))  # GPU runs sit in gpu/<hardware>/ (tools/gpu_run.sh)
         if files:
-            return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in files}
+            return {p.relative_to(folder).with_suffix("").as_posix(): json.loads(p.read_text(encoding="utf-8")) for p in files}
     print("No saved benchmark results in this copy of the course: they live in the repository's "
           "benchmarks/results/, which this install of course_lib does not carry (reinstall it from the "
           "repository with pip, or clone it and run `python benchmarks/run_benchmarks.py`).")
