@@ -218,8 +218,8 @@ def browser(server, tmp_path_factory):
 
 
 def _lesson_pages() -> list[str]:
-    """Three lessons spread over the course (first with maths, middle, last)."""
-    lessons = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    """Three lessons spread over the course (first with maths, middle, last); appendices (A1_*) are not lessons."""
+    lessons = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb") if not re.match(r"A\d+_", p.name))
     picks = [lessons[1], lessons[len(lessons) // 2], lessons[-1]] if len(lessons) >= 3 else lessons
     return [f"notebooks/{name.replace('.ipynb', '.html')}" for name in picks]
 
