@@ -95,6 +95,21 @@ def kv_groups(q: Tensor, k: Tensor) -> int:
     return h // h_kv if h_kv < h and h % h_kv == 0 else 1
 
 
+def attend_all_keys(q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None, dropout_p: float = 0.0) -> Tensor:
+    """softmax(QKᵀ/√d_k) V when every query sees every key (no mask, no bias): ``(..., H, T_q, d_v)``.
+
+    With grouped K/V heads (:func:`kv_groups`: ``k, v (..., H_kv, T_k, d)``) the ``H / H_kv`` query heads of a
+    group all read the same keys, so they are stacked as the rows of one head, ``(..., H_kv, groups · T_q, d)``:
+    K and V are read as they are instead of being copied once per query head. (Under a mask the rows of a
+    group would need the mask repeated instead; :func:`scaled_dot_product_attention` repeats K and V then.)"""
+    groups = kv_groups(q, k)
+    if groups == 1:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
+    *batch, h, t_q, d = q.shape
+    out = F.scaled_dot_product_attention(q.reshape(*batch, h // groups, groups * t_q, d), k, v, dropout_p=dropout_p, scale=scale)
+    return out.reshape(*batch, h, t_q, v.shape[-1])
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -125,12 +140,16 @@ def scaled_dot_product_attention(
     gets an output of zeros (never NaN).
     """
     groups, kernel = kv_groups(q, k), _causal_kernel_exact(q.shape[-2], k.shape[-2], causal, mask, bias, return_weights)
-    if groups > 1 and not (kernel and _KERNEL_GQA):  # the causal kernel reads grouped heads itself; elsewhere repeat them
+    # every query sees every key: no mask or bias, and causal only for one query (the newest position, a decoding step)
+    all_keys = mask is None and bias is None and not return_weights and not (causal and q.shape[-2] > 1)
+    if groups > 1 and not (kernel and _KERNEL_GQA) and not all_keys:  # those two read grouped heads as they are
         k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
     _check_qkv(q, k, v, mask)
     if kernel:
         gqa = {"enable_gqa": True} if k.shape[-3] != q.shape[-3] else {}
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale, **gqa)
+    if all_keys:
+        return attend_all_keys(q, k, v, scale=scale, dropout_p=dropout_p)
     causal = causal and q.shape[-2] > 1  # a single query is the newest position: it may see every key
     has_key = None
     if causal and mask is None:  # the causal mask alone: every query sees its own key, so no row is empty

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention, scaled_dot_product_attention
+from .attention import MultiHeadAttention, attend_all_keys, scaled_dot_product_attention
 from .blocks import CrossDecoderBlock, DecoderBlock, DecoderCache
 from .models import DecoderOnly, EncoderDecoder
 
@@ -131,18 +131,14 @@ class FlatDecoder:
             if positions is not None:
                 q, k = self.rope(q, positions), self.rope(k, positions)
             k, v = layer_cache["self"].append(k, v)  # (B, h_kv, past + 1, d_head)
-            if h_kv != h:  # grouped-query attention: each K/V head serves h / h_kv query heads
-                k, v = k.repeat_interleave(h // h_kv, dim=1), v.repeat_interleave(h // h_kv, dim=1)
-            a = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # one query, every key visible: no mask
+            a = attend_all_keys(q, k, v, scale=attn.scale)  # one query sees every key: no mask; GQA heads read as they are
             x = x + out_proj(a.transpose(1, 2).flatten(2))  # merge the heads, W_O
             if cross is not None:  # the new position reads the source: keys/values cached by the first decoder call
                 norm_x, w_q, b_q, out_x, attn_x = cross
                 q = attn_x._heads(F.linear(norm_x(x), w_q, b_q))  # (B, h, 1, d_head)
                 k, v = layer_cache["cross"].k, layer_cache["cross"].v  # (B, h_kv, S, d_head)
-                if h_kv != h:
-                    k, v = k.repeat_interleave(h // h_kv, dim=1), v.repeat_interleave(h // h_kv, dim=1)
                 if context_mask is None:  # no padded source token: nothing to hide
-                    a = F.scaled_dot_product_attention(q, k, v, scale=attn_x.scale)
+                    a = attend_all_keys(q, k, v, scale=attn_x.scale)
                 else:  # the library's attention: it also answers a source of padding only with zeros, as the general path
                     a = scaled_dot_product_attention(q, k, v, context_mask, scale=attn_x.scale)
                 x = x + out_x(a.transpose(1, 2).flatten(2))

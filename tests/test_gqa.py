@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from course_lib.attention import KVCache, MultiHeadAttention
+from course_lib.attention import KVCache, MultiHeadAttention, attend_all_keys, scaled_dot_product_attention
 from course_lib.config import ModelConfig
 from course_lib.costs import kv_cache_bytes, layer_params
 from course_lib.blocks import DecoderBlock
@@ -35,6 +35,20 @@ def test_gqa_equals_hand_formula(n_kv):
     ref = torch.cat(heads, dim=-1) @ mha.out_proj.weight.T + mha.out_proj.bias
     torch.testing.assert_close(mha(x), ref)
     assert mha.in_proj.weight.shape == (d + 2 * n_kv * dh, d)
+
+
+@pytest.mark.parametrize("t_q", [1, 3])
+@pytest.mark.parametrize("scale", [None, 0.5])
+def test_attention_without_mask_reads_grouped_heads_without_copying_them(t_q, scale, monkeypatch):
+    """Where every query sees every key (a decoding step, unpadded cross-attention) each group of query heads is
+    stacked on its K/V head: the answer of K and V repeated per query head, without repeating them."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 6, t_q, 8, dtype=torch.float64), torch.randn(2, 2, 5, 8, dtype=torch.float64), torch.randn(2, 2, 5, 8, dtype=torch.float64)
+    s = 1 / math.sqrt(8) if scale is None else scale
+    expected = ((q @ k.repeat_interleave(3, 1).transpose(-1, -2) * s).softmax(-1)) @ v.repeat_interleave(3, 1)
+    torch.testing.assert_close(attend_all_keys(q, k, v, scale=scale), expected)
+    monkeypatch.setattr(torch.Tensor, "repeat_interleave", lambda *a, **kw: pytest.fail("K/V were repeated per query head"))
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, scale=scale, causal=t_q == 1), expected)
 
 
 def test_gqa_params_and_cache_bytes():
