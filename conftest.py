@@ -44,7 +44,7 @@ def pytest_runtest_setup(item):
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # No GUI windows; nbval never compares images anyway.
 os.environ["MPLBACKEND"] = "Agg"
-# Quizzes (course_lib.quiz.ask) print text instead of widgets nobody will click.
+# Quizzes (course_lib.learner.quiz.ask) print text instead of widgets nobody will click.
 os.environ.setdefault("COURSE_HEADLESS", "1")
 
 if "matplotlib" in sys.modules:  # imported before this file by a plugin: switch it as well

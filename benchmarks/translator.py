@@ -6,7 +6,7 @@
     python benchmarks/translator.py --quick --out /tmp/t   # smoke test: 30 steps, 100 sentences
     python benchmarks/translator.py --race 0 1 2        # steps- and FLOPs-to-target, 3 seeds (lesson 05, section 9)
 
-Trains the encoder-decoder with the lesson's configuration (course_lib.translate.model_configs and
+Trains the encoder-decoder with the lesson's configuration (course_lib.lessons.translate.model_configs and
 default_train_config, full mode), then reports BLEU / chrF / exact match with greedy decoding and
 length-normalised beam search (beam 4) on valid, test and long, next to the word-by-word
 dictionary baseline. Targets (the course's issue): at most 5M parameters, test BLEU >= 95 and
@@ -33,9 +33,9 @@ import torch
 if __package__ in (None, ""):  # run as a script from a plain checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from course_lib import en_fr  # noqa: E402
+from course_lib import en_fr, metrics  # noqa: E402
 from course_lib.bench import hardware_info, hardware_slug, report_header, save_report  # noqa: E402
-from course_lib.translate import (FAMILIES, build_model, default_train_config, evaluate, load_data,  # noqa: E402
+from course_lib.lessons.translate import (FAMILIES, build_model, default_train_config, evaluate, load_data,  # noqa: E402
                                   model_configs, race_to_target, save_translator, steps_to, train_translator,
                                   training_flops_6n, training_flops_per_sequence)
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = en_fr.dictionary_baseline(data.splits["train"])
     test = data.splits["test"][:limit]
     hyps, refs = [baseline(en) for en, _ in test], [fr for _, fr in test]
-    base = {"bleu": en_fr.corpus_bleu(hyps, refs), "chrf": en_fr.corpus_chrf(hyps, refs), "exact": 100 * en_fr.exact_match(hyps, refs)}
+    base = {"bleu": metrics.corpus_bleu(hyps, refs), "chrf": metrics.corpus_chrf(hyps, refs), "exact": 100 * metrics.exact_match(hyps, refs)}
 
     rows = []
     for family in FAMILIES if args.compare else ("encdec",):

@@ -1,33 +1,37 @@
 """course_lib: the small library behind the course on encoder, decoder and encoder-decoder transformers.
 
-One concept per module:
+The layout follows the course's one idea — the three families are one block with a different mask
+and a different source of keys and values — from the bottom up, one concept per module:
 
-* ``masks``      padding / causal / prefix masks (bool, True = may attend)
-* ``attention``  scaled dot-product attention, multi-head self- and cross-attention, KV cache
-* ``layers``     norms (LayerNorm, RMSNorm), FFNs (GELU, SwiGLU), positions (sinusoidal, RoPE)
-* ``blocks``     encoder block, decoder block, encoder-decoder decoder block
-* ``config``     one ModelConfig for the three families
-* ``models``     EncoderOnly, DecoderOnly (incl. prefix-LM), EncoderDecoder
-* ``families``   the families' names (and lesson aliases), which model each builds, its stacks
-* ``losses``     mlm_corrupt, mlm_loss, clm_loss, shift_right, seq2seq_loss
-* ``generation`` the decoding session (prefill, then one token per step); greedy, sampling, beam search
+The model core (lessons 01-04; imports only downwards, in this order)
+* ``config``      one ModelConfig for the three families (and the one norm epsilon)
+* ``masks``       padding / causal / prefix masks (bool, True = may attend); the causal mask is built only here
+* ``layers``      norms (LayerNorm, RMSNorm), FFNs (GELU, SwiGLU, GeGLU), positions (sinusoidal, RoPE, T5 bias)
+* ``attention``   scaled dot-product attention, multi-head self- and cross-attention, KV cache
+* ``blocks``      encoder block, decoder block, encoder-decoder decoder block; the decoder's cache
+* ``models``      EncoderOnly, DecoderOnly (incl. prefix-LM), EncoderDecoder
+* ``families``    the one list of families (names, lesson aliases, display names), ``build``, stacks
+* ``losses``      mlm_corrupt, mlm_loss, clm_loss, shift_right, seq2seq_loss
+* ``generation``  the decoding session (prefill, then one token per step); greedy, sampling, beam search
 * ``fast_decode`` the fast path of a cached decoding step: the same arithmetic, lookups done once
-* ``runtime``    seeding, device and dtype choice, fast mode
-* ``tokenizer``  word-level tokenizer with the course's special tokens
-* ``data``       toy transduction tasks (reverse, sort, copy) and batching for lessons 03-04
-* ``en_fr``      the generated English→French fragment, TSV loader, baseline and metrics
-* ``grammar``    a parser for the fragment's English: the referee for generated text
-* ``train``      one training loop: AdamW, schedule, AMP, exact checkpoint/resume, DDP
-* ``translate``  the toy translator pipeline for all three families (also a CLI)
-* ``costs``      all cost arithmetic: parameters per stack, FLOPs, KV-cache bytes; FLOP counting incl. attention
-* ``latency``    lesson 06's measurements: TTFT and per-token time, roofline, the "1000 + 1000" scenario
-* ``redllm``     lesson 07: encoder-decoder (prefix LM) vs decoder-only LM with the modern recipe
-* ``convert``    Hugging Face checkpoints on disk (BERT, GPT-2, BART, T5, LLaMA) -> course_lib models; MiniLM
+* ``costs``       all cost arithmetic: parameters per stack, FLOPs, KV-cache bytes; FLOP counting
+
+Around the core
+* ``tokenizer``   word-level tokenizer with the course's special tokens
+* ``data``        toy transduction tasks (reverse, sort, copy) and batching for lessons 03-04
+* ``metrics``     BLEU, chrF (sacrebleu) and exact match
+* ``train``       one training loop: AdamW, schedule, AMP, exact checkpoint/resume, DDP
+* ``runtime``     seeding, device and dtype choice, thread count, fast mode (the training loop uses it)
+* ``bench``       timing helpers and hardware description
+* ``convert``     Hugging Face checkpoints on disk (BERT, GPT-2, BART, T5, LLaMA) -> course_lib models; MiniLM
 * ``gguf_loader`` llama.cpp's GGUF files (LLaMA family) -> DecoderOnly + tokenizer + chat template; SmolLM2-135M
-* ``ledger``     the claims ledger: verdicts each lesson computes and saves, lesson 08 reads
-* ``bench``      timing helpers and hardware description
-* ``plotting``   masks, attention maps, loss curves
-* ``checks``     exercise feedback; ``quiz`` predict-then-run questions; ``colab`` the setup cell
+
+``lessons``  (folder ``lessons/``) what one lesson's experiments need: ``en_fr``, ``grammar``, ``translate`` (lesson 05),
+``latency`` (06), ``redllm`` (07), ``experiments`` and ``ledger`` (08).
+``learner``  (folder ``learner/``) what a learner touches in a notebook: ``checks``, ``quiz``, ``plotting``, ``colab``.
+
+``from course_lib import en_fr, checks, ...`` works for every module of both subpackages (loaded on
+first use, so ``import course_lib`` stays light).
 """
 from .attention import KVCache, MultiHeadAttention, cross_attention, recording_attention, scaled_dot_product_attention
 from .blocks import CrossDecoderBlock, DecoderBlock, EncoderBlock
@@ -45,3 +49,18 @@ from .tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, WordToke
 from .train import TrainConfig, load_checkpoint, save_checkpoint, train
 
 __version__ = "0.1.0"
+
+# The subpackages' modules by their short names, so ``from course_lib import translate`` keeps working.
+_SHORT_NAMES = {
+    **{m: f"lessons.{m}" for m in ("en_fr", "grammar", "translate", "latency", "redllm", "experiments", "ledger")},
+    **{m: f"learner.{m}" for m in ("checks", "quiz", "plotting", "colab")},
+    "lessons": "lessons", "learner": "learner",
+}
+
+
+def __getattr__(name: str):
+    if name in _SHORT_NAMES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{_SHORT_NAMES[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,7 +49,7 @@ __all__ = [
     "sentences_to_ids",
     "lm_collate",
     "trim_at_eos",
-    "exact_match_ids",
+
 ]
 
 
@@ -199,17 +199,3 @@ def trim_at_eos(ids: Iterable[int] | Tensor, eos_id: int = EOS_ID, pad_id: int =
         if i != pad_id:
             out.append(i)
     return out
-
-
-def exact_match_ids(generated: Tensor | Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | Tensor,
-                    eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> float:
-    """Share of rows whose generated tokens (up to EOS) equal the target exactly.
-
-    ``targets`` are the plain target id lists (or a padded ``tgt_out`` batch ending in EOS)."""
-    gen = [trim_at_eos(g, eos_id, pad_id) for g in generated]
-    ref = [trim_at_eos(t, eos_id, pad_id) for t in targets]
-    if len(gen) != len(ref):
-        raise ValueError(f"{len(gen)} generated rows but {len(ref)} targets.")
-    if not ref:
-        raise ValueError("exact_match_ids got no rows.")
-    return sum(g == r for g, r in zip(gen, ref)) / len(ref)

@@ -1,7 +1,7 @@
 """A word-level tokenizer shared by every model in the course.
 
 Why word-level and not BPE or characters? The course's translation data is a generated
-English->French fragment (:mod:`course_lib.en_fr`) with a closed vocabulary of a few hundred
+English->French fragment (:mod:`course_lib.lessons.en_fr`) with a closed vocabulary of a few hundred
 words per side. Over a closed vocabulary, word-level tokens give
 
 * **short sequences** (a sentence is ~5-20 tokens), so toy models train in minutes on a CPU, and

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # autodoc imports course_lib from this checkout
 sys.path.insert(0, str(Path(__file__).parent))  # course_site.py: this site's small Sphinx extension
 
-from course_lib.colab import BRANCH, REPO_URL  # noqa: E402  (the one source of the repository's address)
+from course_lib.learner.colab import BRANCH, REPO_URL  # noqa: E402  (the one source of the repository's address)
 
 project = "Encoder, Decoder, Encoder–Decoder"
 author = "the course authors"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from course_lib.colab import colab_badge_url
+from course_lib.learner.colab import colab_badge_url
 
 
 def jupyter_anchor(heading: str) -> str:
@@ -12,7 +12,7 @@ def jupyter_anchor(heading: str) -> str:
 
 
 def notebook_links(app, pagename, templatename, context, doctree) -> None:
-    """Every notebook page gets "Open in Colab" (URL from course_lib.colab) and "Download notebook"."""
+    """Every notebook page gets "Open in Colab" (URL from course_lib.learner.colab) and "Download notebook"."""
     if pagename not in app.env.all_docs:
         return
     source = Path(app.env.doc2path(pagename, False))

@@ -28,3 +28,11 @@ def tiny_config(**overrides) -> ModelConfig:
 def tiny_cfg():
     """:func:`tiny_config` as a fixture: ``tiny_cfg(n_layers=3)``."""
     return tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _fixed_thread_choice(monkeypatch):
+    """The translator's command line picks its thread count by timing (``runtime.configure_threads``);
+    tests that run it keep the worker's count instead, so they neither pay for the probe nor change
+    the threads of the tests after them."""
+    monkeypatch.setenv("COURSE_THREADS", str(torch.get_num_threads()))

@@ -1,17 +1,14 @@
 """ModelConfig refuses impossible values where it is built, naming the field (table: value -> error)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
-from course_lib import DecoderOnly, ModelConfig  # noqa: E402
+from course_lib import DecoderOnly, ModelConfig
 
 
 def cfg(**kw) -> ModelConfig:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused  # noqa: E402
+from bad_inputs import Bad, assert_refused
 
-from course_lib import convert  # noqa: E402
+from course_lib import convert
 
 TENSORS = save({"wte.weight": torch.zeros(4, 2)})
 GPT2 = json.dumps({"model_type": "gpt2", "vocab_size": 4, "n_embd": 2, "n_head": 1, "n_layer": 1, "n_positions": 8})

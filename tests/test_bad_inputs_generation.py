@@ -2,16 +2,13 @@
 error naming the argument); empty token ids are refused at the embedding, not deep in attention."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
-from course_lib import DecoderOnly, EncoderDecoder, EncoderOnly, ModelConfig, beam_search, generate, sample_next  # noqa: E402
+from course_lib import DecoderOnly, EncoderDecoder, EncoderOnly, ModelConfig, beam_search, generate, sample_next
 
 V = 24
 CFG = ModelConfig(vocab_size=V, d_model=16, n_heads=2, n_layers=1, max_len=32)

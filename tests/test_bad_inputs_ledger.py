@@ -3,17 +3,15 @@ numbers 1-12 only, and a corrupt results file named (table: call -> error)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused  # noqa: E402
+from bad_inputs import Bad, assert_refused
 
-from course_lib import ledger  # noqa: E402
+from course_lib import ledger
 
 
 def record(folder: Path, claim=4, verdict="nuanced", evidence="e", **kw):

@@ -2,17 +2,14 @@
 (checked against a hand-written cross-entropy), and bad targets or settings get one clear sentence."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
-from course_lib.losses import IGNORE, clm_loss, mlm_corrupt, mlm_loss, seq2seq_loss, shift_right  # noqa: E402
+from course_lib.losses import IGNORE, clm_loss, mlm_corrupt, mlm_loss, seq2seq_loss, shift_right
 
 V = 24
 torch.manual_seed(0)

@@ -2,18 +2,15 @@
 (table: input -> error); empty and unusual-but-valid inputs give the right mask."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
-from course_lib import MultiHeadAttention, causal_mask, combine_masks, padding_mask, prefix_mask  # noqa: E402
-from course_lib import scaled_dot_product_attention as sdpa  # noqa: E402
+from course_lib import MultiHeadAttention, causal_mask, combine_masks, padding_mask, prefix_mask
+from course_lib import scaled_dot_product_attention as sdpa
 
 q = torch.randn(1, 2, 3, 4)
 

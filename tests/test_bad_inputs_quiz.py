@@ -2,16 +2,13 @@
 answers by letter, text or index are graded unambiguously."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
-from course_lib.quiz import MultipleChoice as MC  # noqa: E402
-from course_lib.quiz import check, check_quiz, grade_choice  # noqa: E402
+from course_lib.learner.quiz import MultipleChoice as MC
+from course_lib.learner.quiz import check, check_quiz, grade_choice
 
 TABLE = [
     Bad("option 'b' at (a)", lambda: MC("q?", ["b", "a", "c"], answer="a"), ValueError, "reads as the answer letter of option (b)"),

@@ -2,17 +2,14 @@
 fp32 by default (there is no MPS here: the machine is simulated with monkeypatch)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
-from course_lib import runtime  # noqa: E402
-from course_lib.train import TrainConfig, _amp_for  # noqa: E402
+from course_lib import runtime
+from course_lib.train import TrainConfig, _amp_for
 
 TABLE = [
     Bad("pick_device('banana')", lambda: runtime.pick_device("banana"), ValueError, "'banana' is not a device name"),

@@ -7,15 +7,13 @@ import importlib
 import os
 import random
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
 T = importlib.import_module("course_lib.train")  # the module (course_lib.train is also the function's name)
 TC, train, save_checkpoint, load_checkpoint = T.TrainConfig, T.train, T.save_checkpoint, T.load_checkpoint

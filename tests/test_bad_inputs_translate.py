@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bad_inputs import Bad, assert_refused, rows  # noqa: E402
+from bad_inputs import Bad, assert_refused, rows
 
-from course_lib import en_fr  # noqa: E402
-from course_lib import translate as tr  # noqa: E402
-from course_lib.tokenizer import WordTokenizer  # noqa: E402
+from course_lib import en_fr
+from course_lib import translate as tr
+from course_lib.tokenizer import WordTokenizer
 
 SPLITS = en_fr.make_splits(seed=0, n_train=400, n_valid=10, n_test=10, n_long=3)
 TOK = WordTokenizer.from_texts(t for pair in SPLITS["train"] for t in pair)
@@ -174,7 +173,7 @@ def test_cli_interrupted_train_saves_says_so_and_resumes(files, capsys, monkeypa
 
         return signalling
 
-    monkeypatch.setattr(tr, "loss_for", loss_for)
+    monkeypatch.setattr(tr.training, "loss_for", loss_for)  # where train_translator looks it up
     before = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a terminal
     try:
         code, out, err = cli(train_args(files, "--out", out_path), capsys)
@@ -184,7 +183,7 @@ def test_cli_interrupted_train_saves_says_so_and_resumes(files, capsys, monkeypa
     assert f"interrupted after step 3 of 6; the checkpoint '{ckpt}' is saved, so running the same command again resumes" in err
     assert torch.load(ckpt, weights_only=True)["step"] == 3
 
-    monkeypatch.setattr(tr, "loss_for", real_loss_for)
+    monkeypatch.setattr(tr.training, "loss_for", real_loss_for)
     code, out, err = cli(train_args(files, "--out", out_path), capsys)  # the same command resumes and finishes
     assert code == 0 and out_path.exists() and torch.load(ckpt, weights_only=True)["step"] == 6
     straight = tmp_path / "s.pt"
@@ -194,7 +193,7 @@ def test_cli_interrupted_train_saves_says_so_and_resumes(files, capsys, monkeypa
 
 
 def test_cli_interrupted_before_a_checkpoint_does_not_promise_a_resume(files, capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(tr, "_load_data_or_explain", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(tr.cli, "_load_data_or_explain", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     code, out, err = cli(train_args(files, "--out", tmp_path / "n.pt"), capsys)
     assert code == 130 and "interrupted before anything was saved" in err and "resume" not in err
 

@@ -1,4 +1,4 @@
-"""Tests for course_lib.checks: every check passes the reference, catches each classic mistake with
+"""Tests for course_lib.learner.checks: every check passes the reference, catches each classic mistake with
 the right one-sentence hint, reports unfinished work without raising, and explains wrong shapes."""
 from __future__ import annotations
 
@@ -451,7 +451,7 @@ def test_a_failing_check_shows_its_sentence_alone_in_a_notebook(monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    from course_lib.checks._core import TRACEBACK_ENV
+    from course_lib.learner.checks._core import TRACEBACK_ENV
 
     monkeypatch.delenv(TRACEBACK_ENV, raising=False)
     nb = nbformat.v4.new_notebook()

@@ -1,11 +1,11 @@
-"""Tests for course_lib.checks.latency: a correct answer passes, unfinished work is reported without
+"""Tests for course_lib.learner.checks.latency: a correct answer passes, unfinished work is reported without
 raising, and each classic mistake gets the hint that names it."""
 from __future__ import annotations
 
 import pytest
 
 from course_lib import checks
-from course_lib.checks import check_decode_step_flops, check_kv_cache_bytes
+from course_lib.learner.checks import check_decode_step_flops, check_kv_cache_bytes
 
 
 def kv(n_layers, n_kv_heads, d_head, n_tokens, bytes_per_el=4, n_source_tokens=0):

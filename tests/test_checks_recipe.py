@@ -4,10 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import checks
-from course_lib.checks import recipe
+from course_lib.learner.checks import recipe
 from course_lib.layers import RotaryEmbedding
 from course_lib.masks import prefix_mask
-from course_lib.redllm import locality_mass
+from course_lib.lessons.redllm import locality_mass
 
 
 def _rope(x, positions, base=10000.0):

@@ -1,4 +1,4 @@
-"""Tests for course_lib.checks.translation (lesson 05): every check passes a correct answer, catches each
+"""Tests for course_lib.learner.checks.translation (lesson 05): every check passes a correct answer, catches each
 classic mistake with the right one-sentence hint, reports unfinished work without raising, and
 its hand-written BLEU agrees with sacrebleu."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import sacrebleu
 import torch
 
-from course_lib.checks import translation as C
+from course_lib.learner.checks import translation as C
 from course_lib.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
 
 

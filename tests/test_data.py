@@ -11,7 +11,6 @@ from course_lib.data import (
     SeqPairDataset,
     collate_pairs,
     copy_task,
-    exact_match_ids,
     lm_collate,
     make_pairs,
     reverse_task,
@@ -22,6 +21,7 @@ from course_lib.data import (
     trim_at_eos,
 )
 from course_lib.losses import shift_right
+from course_lib.metrics import exact_match_ids
 
 
 # ---------------------------------------------------------------- tasks

@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from course_lib import en_fr
-from course_lib.en_fr import ADJECTIVES, NOUNS, VERBS, Clause, NounPhrase, realize
+from course_lib import en_fr, metrics
+from course_lib.lessons.en_fr import ADJECTIVES, NOUNS, VERBS, Clause, NounPhrase, realize
 from course_lib.tokenizer import tokenize
 
 N = {n.en: n for n in NOUNS}
@@ -225,8 +225,8 @@ def test_dictionary_baseline_scores_poorly_but_not_zero(splits):
     for use_lexicon in (False, True):
         translate = en_fr.dictionary_baseline(splits["train"], use_fragment_lexicon=use_lexicon)
         hyps = [translate(en) for en, _ in splits["test"]]
-        bleu, chrf = en_fr.corpus_bleu(hyps, refs), en_fr.corpus_chrf(hyps, refs)
-        em = en_fr.exact_match(hyps, refs)
+        bleu, chrf = metrics.corpus_bleu(hyps, refs), metrics.corpus_chrf(hyps, refs)
+        em = metrics.exact_match(hyps, refs)
         print(f"dictionary baseline (fragment lexicon={use_lexicon}): BLEU {bleu:.2f}  chrF {chrf:.2f}  exact {em:.3f}")
         assert 0 < bleu <= 40
         assert 0 < chrf < 90
@@ -246,12 +246,12 @@ def test_baseline_is_word_by_word():
 
 def test_metrics():
     refs = ["le chien dort.", "la voiture rouge."]
-    assert en_fr.corpus_bleu(refs, refs) == pytest.approx(100.0)
-    assert en_fr.corpus_chrf(refs, refs) == pytest.approx(100.0)
-    assert en_fr.exact_match(["le  chien dort. ", "la voiture"], refs) == 0.5
-    assert en_fr.corpus_bleu(["un chat mange."] * 2, refs) < 20
+    assert metrics.corpus_bleu(refs, refs) == pytest.approx(100.0)
+    assert metrics.corpus_chrf(refs, refs) == pytest.approx(100.0)
+    assert metrics.exact_match(["le  chien dort. ", "la voiture"], refs) == 0.5
+    assert metrics.corpus_bleu(["un chat mange."] * 2, refs) < 20
     with pytest.raises(ValueError):
-        en_fr.exact_match(["a"], refs)
+        metrics.exact_match(["a"], refs)
 
 
 # ---- TSV files ----------------------------------------------------------------------------------
@@ -283,9 +283,9 @@ def test_save_and_load_round_trip(tmp_path, splits):
 
 def test_bleu_details_parts_and_signature():
     hyps, refs = ["le chat mange .", "la voiture"], ["le chat mange .", "la voiture rouge"]
-    d = en_fr.bleu_details(hyps, refs)
-    assert d["bleu"] == pytest.approx(en_fr.corpus_bleu(hyps, refs))
+    d = metrics.bleu_details(hyps, refs)
+    assert d["bleu"] == pytest.approx(metrics.corpus_bleu(hyps, refs))
     assert d["precisions"] == [100.0, 100.0, 100.0, 100.0]  # every hypothesis n-gram is in its reference ...
     assert d["bp"] == pytest.approx(d["bleu"] / 100)  # ... so only the brevity penalty (6 vs 7 tokens) lowers BLEU
     assert d["signature"].startswith("nrefs:1|case:mixed|") and "tok:13a" in d["signature"]
-    assert "nrefs:1" in en_fr.chrf_signature()
+    assert "nrefs:1" in metrics.chrf_signature()

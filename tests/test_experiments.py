@@ -1,4 +1,4 @@
-"""course_lib.experiments: the seeded comparisons behind lesson 07's verdicts, on tiny models and few steps."""
+"""course_lib.lessons.experiments: the seeded comparisons behind lesson 07's verdicts, on tiny models and few steps."""
 from __future__ import annotations
 
 import math

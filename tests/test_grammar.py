@@ -1,10 +1,10 @@
-"""course_lib.grammar: the referee lesson 02 uses to score generated English."""
+"""course_lib.lessons.grammar: the referee lesson 02 uses to score generated English."""
 import random
 
 import pytest
 
 from course_lib import en_fr
-from course_lib.grammar import Ungrammatical, grammatical, parse, reason
+from course_lib.lessons.grammar import Ungrammatical, grammatical, parse, reason
 
 
 def test_every_generated_sentence_parses():

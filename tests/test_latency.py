@@ -1,4 +1,4 @@
-"""course_lib.latency (lesson 06): the measuring helpers keep the cache as they found it, fill it as
+"""course_lib.lessons.latency (lesson 06): the measuring helpers keep the cache as they found it, fill it as
 generation does, and predict with course_lib.costs' formulas. Times themselves are benchmarks' business."""
 from __future__ import annotations
 

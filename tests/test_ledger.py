@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from course_lib.ledger import CLAIMS, VERDICTS, load_ledger, record_claim
+from course_lib.lessons.ledger import CLAIMS, VERDICTS, load_ledger, record_claim
 
 
 def test_twelve_claims_and_five_verdicts():

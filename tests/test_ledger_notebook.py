@@ -19,7 +19,7 @@ import nbformat
 import pytest
 
 from course_lib import quiz
-from course_lib.ledger import (
+from course_lib.lessons.ledger import (
     CLAIM_LESSONS, CLAIMS, VERDICTS, combine_verdicts, load_ledger, record_claim, render_ledger, resolve_section,
     results_dir,
 )
@@ -90,7 +90,7 @@ def ledger_problems(parsed: dict[int, dict], ledger: dict[int, list[dict]], note
             continue
         entries = sorted(ledger[claim], key=lambda e: e["lesson"])
         if row["statement"] != CLAIMS[claim]:
-            problems.append(f"claim {claim}: statement differs from course_lib.ledger.CLAIMS")
+            problems.append(f"claim {claim}: statement differs from course_lib.lessons.ledger.CLAIMS")
         if not entries:
             lessons = CLAIM_LESSONS[claim]
             if row["raw_verdict"] != NOT_MEASURED or not row["evidence"].startswith("run lesson") \
@@ -225,7 +225,7 @@ def test_the_comparison_catches_a_stale_or_edited_table(partial):
 def test_parts_are_rows_the_independent_parser_checks(partial):
     """A two-part claim saved by two lessons (judge's Verdicts, one per part): every part of every lesson is a row,
     and a table that hides a part's disagreement is caught."""
-    from course_lib.ledger import judge_exact, judge_similar
+    from course_lib.lessons.ledger import judge_exact, judge_similar
 
     for lesson, ratios in (("05_translator", [2.6, 2.9, 2.4]), ("07_encoder_decoder_revisited", [0.46, 0.5, 0.44])):
         parts = [judge_exact(2.1, (1.6, 2.4), what="FLOPs per sequence ratio", part="a"),

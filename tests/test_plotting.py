@@ -1,9 +1,9 @@
-"""course_lib.plotting's family colours: one distinct colour per family, found from every spelling."""
+"""course_lib.learner.plotting's family colours: one distinct colour per family, found from every spelling."""
 import matplotlib.colors as mcolors
 import pytest
 
 from course_lib.families import SHORT_NAMES, Family
-from course_lib.plotting import FAMILY_COLORS, family_color
+from course_lib.learner.plotting import FAMILY_COLORS, family_color
 
 
 def test_every_family_has_its_own_colour():
@@ -46,7 +46,7 @@ def test_log_axis_labels_do_not_overlap(axis, ticks):
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from course_lib.plotting import log_axis
+    from course_lib.learner.plotting import log_axis
 
     fig, ax = plt.subplots(figsize=(5, 3))
     values = [25, 50, 100, 200, 400, 800]
@@ -65,7 +65,7 @@ def test_log_axis_labels_do_not_overlap(axis, ticks):
 def test_log_axis_refuses_an_unknown_axis():
     import matplotlib.pyplot as plt
 
-    from course_lib.plotting import log_axis
+    from course_lib.learner.plotting import log_axis
 
     fig, ax = plt.subplots()
     with pytest.raises(ValueError, match="axis must be 'x' or 'y'"):

@@ -151,8 +151,8 @@ def test_jupyterlab_started_as_the_readme_says_serves_the_whole_repository(tmp_p
 
 
 def test_readme_lesson_table_claims_match_the_ledger():
-    """The README's "claims tested" column says what course_lib.ledger.CLAIM_LESSONS says (one source)."""
-    from course_lib.ledger import claims_by_lesson
+    """The README's "claims tested" column says what course_lib.lessons.ledger.CLAIM_LESSONS says (one source)."""
+    from course_lib.lessons.ledger import claims_by_lesson
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| (\d\d) \| [^\n]*\| ([0-9, ]+) \|$", text, flags=re.M))

@@ -1,4 +1,4 @@
-"""course_lib.redllm (lesson 07): the prefix-LM split, continuation perplexity, the costs it reads from
+"""course_lib.lessons.redllm (lesson 07): the prefix-LM split, continuation perplexity, the costs it reads from
 course_lib.costs (against the models' own parameters and caches), and the max-logit tracker."""
 from __future__ import annotations
 

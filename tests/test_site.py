@@ -29,7 +29,7 @@ SHOTS = OUT / "screenshots"
 sys.path.insert(0, str(ROOT / "tools"))
 import build_site  # noqa: E402
 
-from course_lib.colab import colab_badge_url  # noqa: E402
+from course_lib.learner.colab import colab_badge_url  # noqa: E402
 
 SITE_PACKAGES = ("sphinx", "myst_nb", "sphinx_book_theme", "sphinx_copybutton")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -142,7 +142,7 @@ def test_every_notebook_page_has_its_colab_link_and_the_notebook_to_download(sit
 
 
 def test_claims_page_shows_every_claim_and_its_saved_verdict(site):
-    from course_lib.ledger import CLAIMS, load_ledger, summarise
+    from course_lib.lessons.ledger import CLAIMS, load_ledger, summarise
 
     text = (HTML / "claims.html").read_text(encoding="utf-8")
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", text, flags=re.S)

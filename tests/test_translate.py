@@ -1,4 +1,4 @@
-"""The translator pipeline (course_lib.translate): batches and loss masks against hand examples,
+"""The translator pipeline (course_lib.lessons.translate): batches and loss masks against hand examples,
 batched decoding against one-sentence-at-a-time decoding, saving and loading, a user's TSV file,
 and the command line (single process and a 2-process torchrun)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from course_lib import en_fr
 from course_lib.generation import beam_search, generate
 from course_lib.tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer
-from course_lib.translate import (FAMILIES, TranslationData, build_model, collate_decoder, collate_encdec, collate_for,
+from course_lib.lessons.translate import (FAMILIES, TranslationData, build_model, collate_decoder, collate_encdec, collate_for,
                                   evaluate, load_data, load_translator, loss_for, model_configs, save_translator,
                                   translate, translate_ids)
 
@@ -207,18 +207,18 @@ def _run(args, timeout=120):
 def test_cli_train_eval_translate(tmp_path, tiny_tsv):
     path, pairs = tiny_tsv
     out = tmp_path / "m.pt"
-    log = _run(["-m", "course_lib.translate", "train", "--tsv", str(path), "--steps", "3", "--batch-size", "8",
+    log = _run(["-m", "course_lib.lessons.translate", "train", "--tsv", str(path), "--steps", "3", "--batch-size", "8",
                 "--no-progress", "--out", str(out)])
     assert out.exists() and (tmp_path / "m.ckpt.pt").exists() and "saved" in log and "bleu" in log
-    log = _run(["-m", "course_lib.translate", "eval", str(out), "--tsv", str(path), "--split", "test", "--beam", "2"])
+    log = _run(["-m", "course_lib.lessons.translate", "eval", str(out), "--tsv", str(path), "--split", "test", "--beam", "2"])
     assert log.startswith("encdec on test: bleu")
-    log = _run(["-m", "course_lib.translate", "translate", str(out), pairs[0][0], pairs[1][0]])
+    log = _run(["-m", "course_lib.lessons.translate", "translate", str(out), pairs[0][0], pairs[1][0]])
     lines = log.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [pairs[0][0], pairs[1][0]]
 
 
 def test_cli_help_lists_the_commands(capsys):
-    from course_lib.translate import main
+    from course_lib.lessons.translate import main
 
     with pytest.raises(SystemExit) as done:
         main(["--help"])
@@ -234,7 +234,7 @@ def test_cli_under_torchrun_two_processes(tmp_path, tiny_tsv):
     out = tmp_path / "ddp.pt"
     # --standalone: torchrun picks and holds its own rendezvous port (no free-port race)
     log = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "course_lib.translate", "train", "--tsv", str(tiny_tsv[0]),
+                "-m", "course_lib.lessons.translate", "train", "--tsv", str(tiny_tsv[0]),
                 "--steps", "3", "--batch-size", "8", "--no-progress", "--out", str(out)], timeout=180)
     assert log.count("saved") == 1  # rank 0 only
     model, family, tok = load_translator(str(out))
@@ -244,7 +244,7 @@ def test_cli_under_torchrun_two_processes(tmp_path, tiny_tsv):
 
 # ---------------------------------------------------------------- costs
 def test_training_flops_counted_and_by_the_6n_rule():
-    from course_lib.translate import stack_parameters, training_flops_6n, training_flops_per_sequence
+    from course_lib.lessons.translate import stack_parameters, training_flops_6n, training_flops_per_sequence
 
     pairs = [([6, 7, 8, 9], [10, 11, 12]), ([6, 7], [8, 9, 10, 11])]
     S, T = 3.0, 3.5

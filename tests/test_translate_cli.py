@@ -13,7 +13,7 @@ import torch
 
 from course_lib import en_fr
 from course_lib.tokenizer import WordTokenizer
-from course_lib.translate import (TranslationData, build_model, load_source_words, load_translator, main,
+from course_lib.lessons.translate import (TranslationData, build_model, load_source_words, load_translator, main,
                                   model_configs, prepare_source, save_translator, translate, translate_typed)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,20 @@ def test_cli_device_this_machine_lacks(saved, capsys):
 def test_cli_errors_in_a_real_process_have_no_traceback(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "course_lib.translate", "translate", str(tmp_path / "x.pt"), "hi"],
+    proc = subprocess.run([sys.executable, "-m", "course_lib.lessons.translate", "translate", str(tmp_path / "x.pt"), "hi"],
                           env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     _one_sentence_error(proc.returncode, proc.stderr)
     assert proc.stdout == ""
+
+
+def test_cli_threads_option_sets_torch_threads_and_refuses_nonsense(saved, capsys):
+    """``--threads N`` is what the translator runs with; without it the choice is runtime's (COURSE_THREADS here)."""
+    path, _ = saved
+    before = torch.get_num_threads()
+    try:
+        code, out, err = _main(["--threads", "1", "translate", str(path), "the dog sleeps"], capsys)
+        assert code == 0 and torch.get_num_threads() == 1
+        code, out, err = _main(["--threads", "0", "translate", str(path), "the dog sleeps"], capsys)
+        assert code == 2 and "argument --threads: must be at least 1, got 0" in err
+    finally:
+        torch.set_num_threads(before)

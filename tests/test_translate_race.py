@@ -5,7 +5,7 @@ import pytest
 
 from course_lib import en_fr
 from course_lib.tokenizer import WordTokenizer
-from course_lib.translate import (TranslationData, default_train_config, model_configs, race_to_target, steps_to,
+from course_lib.lessons.translate import (TranslationData, default_train_config, model_configs, race_to_target, steps_to,
                                   train_translator, validation_evaluator)
 
 

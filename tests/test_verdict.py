@@ -1,4 +1,4 @@
-"""The verdict rule (course_lib.ledger.judge / judge_similar / judge_exact) and two-part claims in the ledger.
+"""The verdict rule (course_lib.lessons.ledger.judge / judge_similar / judge_exact) and two-part claims in the ledger.
 
 The rule is checked against independent references (a permutation test for two groups, a t statistic computed
 with torch for paired runs) and against its own promises: symmetry in both directions, the floor and ceiling,
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from course_lib import ledger
-from course_lib.ledger import (
+from course_lib.lessons.ledger import (
     CLAIM_LESSONS, CLAIMS, MIN_SEEDS, VERDICT_RULE, VERDICTS, Verdict, claim_verdict, claims_by_lesson,
     combine_parts, judge, judge_exact, judge_similar, load_ledger, record_claim, render_claim_map, render_ledger,
 )

@@ -460,7 +460,7 @@ good("quiz", "answer by option text", lambda: MC("q?", ["causal", "bidirectional
 
 # ------------------------------------------------------------------------------------------ translate (library)
 from course_lib import translate as tr  # noqa: E402
-from course_lib.en_fr import make_splits  # noqa: E402
+from course_lib.lessons.en_fr import make_splits  # noqa: E402
 from course_lib.tokenizer import WordTokenizer  # noqa: E402
 
 _splits = make_splits(seed=0, n_train=400, n_valid=10, n_test=10, n_long=3)
@@ -556,7 +556,7 @@ def MODEL_AS_CKPT():
 
 # ------------------------------------------------------------------------------------------ the command line
 def cli(*args: str, stdin: str | None = None, timeout: float = 240.0, env: dict | None = None) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "course_lib.translate", *args], input=stdin, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "course_lib.lessons.translate", *args], input=stdin, capture_output=True, text=True,
                           timeout=timeout, cwd=TMP, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
     return {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
 
@@ -620,7 +620,7 @@ def _interrupted(sig: int, name: str):
     out = TMP / "cli" / f"{name}.pt"
     ckpt = TMP / "cli" / f"{name}.ckpt.pt"
     args = [*BASE, "--steps", "100000", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "course_lib.translate", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "course_lib.lessons.translate", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=TMP,
                             env={**os.environ, "PYTHONPATH": str(REPO)},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as typed in a terminal

@@ -81,7 +81,7 @@ def _toctree(caption: str, entries: list[str]) -> str:
 
 def home_page() -> str:
     """The README (less the maintainers' sections), with a local Colab badge and the site's navigation."""
-    from course_lib.colab import COLAB_BADGE_IMAGE
+    from course_lib.learner.colab import COLAB_BADGE_IMAGE
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     sections = re.split(r"(?m)^(?=## )", text)
@@ -125,7 +125,7 @@ def api_pages() -> dict[str, str]:
 
 def claims_page() -> str:
     """The claims ledger of lesson 08, computed from the committed ``results/claims/*.json``."""
-    from course_lib.ledger import COMBINE_RULE, VERDICTS, load_ledger, render_ledger
+    from course_lib.lessons.ledger import COMBINE_RULE, VERDICTS, load_ledger, render_ledger
 
     lesson08 = next((p for p in notebooks("notebooks") if p.name.startswith("08_")), None)
     table = render_ledger(load_ledger())
@@ -169,7 +169,7 @@ def benchmark_pages() -> dict[str, str]:
 def staged_notebook(path: Path) -> str:
     """The notebook as the site shows it: its own "Open in Colab" badge is dropped (every notebook page
     has the links bar, see site/_templates/page.html) and any other badge image is the local copy."""
-    from course_lib.colab import COLAB_BADGE_IMAGE, colab_badge_markdown
+    from course_lib.learner.colab import COLAB_BADGE_IMAGE, colab_badge_markdown
 
     nb = json.loads(path.read_text(encoding="utf-8"))
     badge = colab_badge_markdown(path.relative_to(ROOT).as_posix())

@@ -9,7 +9,7 @@
 #         benchmarks/latency-<slug>.{json,md}           latency.py
 #         benchmarks/translator-<slug>.{json,md}        translator.py --compare
 #         notebooks/05_translator.ipynb, 06_latency_and_cost.ipynb   the executed lessons
-#         claims/05_translator.json, 06_latency_and_cost.json         their verdicts (course_lib.ledger)
+#         claims/05_translator.json, 06_latency_and_cost.json         their verdicts (course_lib.lessons.ledger)
 #         logs/<step>.log                               each step's output
 #
 # Usage:

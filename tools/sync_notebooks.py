@@ -8,10 +8,10 @@
     python tools/sync_notebooks.py nav                    # each notebook's badge + run-time header and next-steps footer
     python tools/sync_notebooks.py check                  # all of the above as checks; writes nothing
 
-Conventions (see also course_lib/colab.py):
+Conventions (see also course_lib/learner/colab.py):
 
 * The setup cell is the first *code* cell (a Markdown title may come before it). Its text comes
-  from ``course_lib.colab.render_setup_cell()``; never edit it by hand.
+  from ``course_lib.learner.colab.render_setup_cell()``; never edit it by hand.
 * In ``solutions/``, a code region between a line ``# BEGIN SOLUTION`` and a line
   ``# END SOLUTION`` (same indentation, inside a function body) becomes, in ``exercises/``::
 
@@ -31,7 +31,7 @@ Conventions (see also course_lib/colab.py):
 * ``nav`` keeps two generated Markdown cells in every lesson and solution (exercises inherit them,
   re-pointed at themselves): a header under the title (Colab badge; run time once measured) and a
   footer at the end (the lesson's practice notebook, its appendices and the next lesson). The text comes
-  from ``course_lib.colab.render_header`` / ``render_footer``; never edit those cells by hand.
+  from ``course_lib.learner.colab.render_header`` / ``render_footer``; never edit those cells by hand.
 * An **appendix** is a notebook ``notebooks/A<n>_*.ipynb`` (engineering depth moved out of a lesson).
   Its notebook metadata names its lesson, ``{"course": {"appendix_to": "05_translator.ipynb"}}``: the
   lesson's footer links to it, its own footer links back to the lesson and on to the lesson after it,
@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # works from a plain checkout too (course_lib not installed)
     sys.path.insert(0, str(ROOT))
 
-from course_lib.colab import (  # noqa: E402
+from course_lib.learner.colab import (  # noqa: E402
     FOOTER_MARKER,
     HEADER_MARKER,
     SETUP_CELL_MARKER,
@@ -216,7 +216,7 @@ def setup_cell_problem(nb) -> str | None:
     if source == render_setup_cell(extras=notebook_extras(nb)):
         return None
     if source.lstrip().startswith(SETUP_CELL_MARKER.split(":")[0]):
-        return f"setup cell (cell {i}) differs from course_lib/colab.py's template"
+        return f"setup cell (cell {i}) differs from course_lib/learner/colab.py's template"
     return f"first code cell (cell {i}) is not the setup cell"
 
 

@@ -9,10 +9,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..config import ModelConfig
-from ..generation import generate
-from ..losses import clm_loss as _ref_clm_loss
-from ..models import DecoderOnly
+from ...config import ModelConfig
+from ...generation import generate
+from ...losses import clm_loss as _ref_clm_loss
+from ...models import DecoderOnly
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_IDS, UNK_ID, Case, Fail,
                     Variant, _fmt, _gen, _logits_case, _padded_tokens, _pads_ignored, _shape, call, guarded, loss_backward_property,
                     loss_formula, not_callable, register, run_check, type_problem, variant_grid, denominator_probe, loss_inputs_probe,

@@ -1,6 +1,6 @@
 """Checks for lesson 05 (the translator).
 
-Same conventions as the rest of :mod:`course_lib.checks`: each ``check_<name>(fn)`` runs the learner's function
+Same conventions as the rest of :mod:`course_lib.learner.checks`: each ``check_<name>(fn)`` runs the learner's function
 against the reference on seeded cases and
 
 * prints one line ``✅ <name>: all N cases match.`` and returns ``True`` on success;
@@ -36,11 +36,11 @@ from ._core import (Case, Fail, Variant, constant_argument_probe, device_propert
                     use_or_reference)
 
 _Case, _Fail, _Variant = Case, Fail, Variant
-from ..generation import beam_step as reference_beam_step  # the library's step, as beam_search uses it
-from ..losses import shift_right
-from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
-from ..translate import collate_decoder as _ref_collate_decoder
-from ..translate import collate_encdec as _ref_collate_encdec
+from ...generation import beam_step as reference_beam_step  # the library's step, as beam_search uses it
+from ...losses import shift_right
+from ...tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, pad_batch
+from ...lessons.translate import collate_decoder as _ref_collate_decoder
+from ...lessons.translate import collate_encdec as _ref_collate_encdec
 
 __all__ = [
     "check_collate_encdec",

@@ -6,8 +6,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..losses import seq2seq_loss as _ref_seq2seq_loss
-from ..losses import shift_right as _ref_shift_right
+from ...losses import seq2seq_loss as _ref_seq2seq_loss
+from ...losses import shift_right as _ref_shift_right
 from ._core import (_ALL, _BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, BOS_ID, EOS_ID, PAD_ID, Case, Variant, _gen, _logits_case,
                     _padded_tokens, _pads_ignored, loss_backward_property, loss_formula, register, run_check, same, variant_grid, denominator_probe, loss_inputs_probe,
                     device_property)
@@ -174,8 +174,8 @@ _FREE_VARIANTS = [
 
 
 def _tiny_encdec(seed: int = 4):
-    from ..config import ModelConfig
-    from ..models import EncoderDecoder
+    from ...config import ModelConfig
+    from ...models import EncoderDecoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

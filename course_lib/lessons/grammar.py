@@ -1,6 +1,6 @@
 """A referee for generated English: a parser for the grammar of the course's English fragment.
 
-:mod:`course_lib.en_fr` *generates* sentences from a small grammar and lexicon; this module
+:mod:`course_lib.lessons.en_fr` *generates* sentences from a small grammar and lexicon; this module
 *recognises* them. :func:`parse` accepts a sentence only if
 
 * it has the fragment's shape: subject, verb, object or complement, an optional prepositional
@@ -23,7 +23,7 @@ Lesson 02 uses it to score text sampled from an encoder and from a causal model,
 from __future__ import annotations
 
 from . import en_fr
-from .tokenizer import tokenize
+from ..tokenizer import tokenize
 
 NOUN_OF = {n.en: (n, False) for n in en_fr.NOUNS} | {n.en_pl: (n, True) for n in en_fr.NOUNS}
 ADJ_OF = {a.en: a for a in en_fr.ADJECTIVES}

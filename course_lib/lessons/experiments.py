@@ -1,9 +1,9 @@
 """Seeded experiments behind lesson 07's verdicts (claims 6(b), 8, 10 and 11).
 
 Each function runs one controlled comparison over several seeds and returns the per-seed numbers
-that :func:`course_lib.ledger.judge` turns into a verdict. They reuse lesson 07's code paths
-(:mod:`course_lib.redllm` for the models and losses, :func:`course_lib.train.train` for the loop,
-:func:`course_lib.translate.translate_ids` for greedy decoding) and are sized to fit in a lesson:
+that :func:`course_lib.lessons.ledger.judge` turns into a verdict. They reuse lesson 07's code paths
+(:mod:`course_lib.lessons.redllm` for the models and losses, :func:`course_lib.train.train` for the loop,
+:func:`course_lib.lessons.translate.translate_ids` for greedy decoding) and are sized to fit in a lesson:
 about three minutes on two CPU cores in full mode, a few seconds in fast mode (``COURSE_FAST=1``).
 
 * :func:`pretrain_config`, :func:`pretrain`: lesson 07's pretraining run (DecLLM: causal LM on the
@@ -28,11 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from . import redllm
-from .config import ModelConfig
+from ..config import ModelConfig
 from .ledger import Verdict, judge
-from .models import DecoderOnly
-from .runtime import seed_everything
-from .train import TrainConfig, train
+from ..models import DecoderOnly
+from ..runtime import seed_everything
+from ..train import TrainConfig, train
 from .translate import collate_decoder, collate_encdec, loss_for, translate_ids
 
 __all__ = [
@@ -180,7 +180,7 @@ def norm_ablation(vocab_size: int, chunks: Tensor, valid: Tensor, *, seeds: Sequ
     and the same model with one norm removed (:data:`NORM_PIECES`), trained at one (high) learning rate.
 
     Per variant and seed: ``valid_loss`` (causal LM, ``inf`` if training diverged) and ``max_logit`` (the largest
-    attention logit seen in training, :func:`course_lib.redllm.tracking_max_logit`). Returns
+    attention logit seen in training, :func:`course_lib.lessons.redllm.tracking_max_logit`). Returns
     ``{"valid_loss": {variant: [per seed]}, "max_logit": {...}, "lr", "steps", "seeds"}``; variants are
     ``"full recipe"`` and ``"without <piece>"``."""
     variants = {"full recipe": {}} | {f"without {name}": {flag: False} for name, flag in NORM_PIECES.items()}
@@ -206,7 +206,7 @@ def norm_ablation(vocab_size: int, chunks: Tensor, valid: Tensor, *, seeds: Sequ
 
 
 def norm_verdicts(result: dict) -> list[Verdict]:
-    """Claim 11's parts from :func:`norm_ablation`, each by :func:`course_lib.ledger.judge` (lower is better):
+    """Claim 11's parts from :func:`norm_ablation`, each by :func:`course_lib.lessons.ledger.judge` (lower is better):
     ``"QK-norm: logits"`` (the largest attention logit, Wortsman et al.'s proxy for attention-logit growth), then
     ``"<piece>: loss"`` for each of :data:`NORM_PIECES` (validation loss after training at the ablation's rate)."""
     full, at = "full recipe", f"{result['steps']} steps at lr {result['lr']:g}"
@@ -235,7 +235,7 @@ FINETUNE_TASKS: dict[str, Callable[[list[int]], list[int]]] = {
 
 def finetune_pairs(task: str, n: int, seed: int, *, symbols: Sequence[int], min_len: int, max_len: int):
     """``n`` pairs ``(src, FINETUNE_TASKS[task](src))`` (:func:`course_lib.data.make_pairs`)."""
-    from .data import make_pairs
+    from ..data import make_pairs
 
     if task not in FINETUNE_TASKS:
         raise ValueError(f"task must be one of {sorted(FINETUNE_TASKS)}; got {task!r}.")

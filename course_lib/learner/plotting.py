@@ -43,7 +43,7 @@ FAMILY_COLORS = {"encoder-only": "tab:blue", "decoder-only": "tab:orange", "enco
 def family_color(family: str) -> str:
     """The course's colour for ``family``, in any spelling :class:`~course_lib.families.Family` accepts
     (``"encoder-decoder"``, ``"encdec"``, ``"prefix-LM"``, ...)."""
-    from .families import Family  # here, so that importing the plotting helpers stays light
+    from ..families import Family  # here, so that importing the plotting helpers stays light
 
     return FAMILY_COLORS[Family(family).value]
 

@@ -8,11 +8,11 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ..attention import MultiHeadAttention
-from ..attention import scaled_dot_product_attention as _ref_sdpa
-from ..masks import causal_mask as _ref_causal_mask
-from ..masks import padding_mask as _ref_padding_mask
-from ..masks import prefix_mask as _ref_prefix_mask
+from ...attention import MultiHeadAttention
+from ...attention import scaled_dot_product_attention as _ref_sdpa
+from ...masks import causal_mask as _ref_causal_mask
+from ...masks import padding_mask as _ref_padding_mask
+from ...masks import prefix_mask as _ref_prefix_mask
 
 from ._core import (NINF, BOS_ID, EOS_ID, Case, Fail, Variant, _gen, _padded_tokens, _randn, device_property, grad_property,
                     ignored_arg_probe, number, register, run_check, same, variant_grid)

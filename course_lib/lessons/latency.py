@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import costs
-from .bench import time_fn
-from .config import ModelConfig
-from .costs import count_flops
-from .families import ARCHITECTURES, Family, build, of
-from .generation import DecodingSession
+from .. import costs
+from ..bench import time_fn
+from ..config import ModelConfig
+from ..costs import count_flops
+from ..families import ARCHITECTURES, Family, build, of
+from ..generation import DecodingSession
 
 
 def _sync(device: torch.device) -> None:
@@ -281,7 +281,7 @@ def scenario(pair: dict[str, ModelConfig], P: int, G: int, hw: dict, device="cpu
                                "flops_needed_causal": costs.generation_flops(cfg, family, P, G)["total"],
                                "kv_bytes_predicted": costs.kv_cache_bytes_for(cfg, family, P, fed)["total"]}
         if count:
-            from .generation import generate
+            from ..generation import generate
 
             row["flops_counted"] = count_flops(generate, model, x, G, eos_id=None)
         row["kv_bytes_measured"] = costs.cache_bytes(_fill_cache(model, x, fed))["total"]

@@ -6,9 +6,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..losses import IGNORE
-from ..losses import mlm_corrupt as _ref_mlm_corrupt
-from ..losses import mlm_loss as _ref_mlm_loss
+from ...losses import IGNORE
+from ...losses import mlm_corrupt as _ref_mlm_corrupt
+from ...losses import mlm_loss as _ref_mlm_loss
 from ._core import (_BATCH, _SMOOTH, _EMPTY, _LOGP, _MEAN, _PER_POSITION, _PER_ROW, _ROWS_SUM, MASK_ID, PAD_ID, SPECIAL_IDS, BOS_ID, EOS_ID, SEP_ID, UNK_ID, Case, Fail,
                     _fmt, _gen, _logits_case, _padded_tokens, _shape, call, guarded, loss_backward_property, loss_formula,
                     not_callable, register, run_check, same, variant_grid, denominator_probe, loss_inputs_probe, device_property,
@@ -346,7 +346,7 @@ _BLOCK_VARIANTS = variant_grid(_block_formula, {
 
 
 def _block_parts(seed: int, d: int = 16, heads: int = 4):
-    from ..attention import MultiHeadAttention
+    from ...attention import MultiHeadAttention
     from torch import nn
 
     g = torch.Generator().manual_seed(seed)

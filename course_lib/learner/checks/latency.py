@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..costs import decode_step_flops as _ref_decode_step_flops
-from ..costs import kv_cache_bytes as _ref_kv_cache_bytes
+from ...costs import decode_step_flops as _ref_decode_step_flops
+from ...costs import kv_cache_bytes as _ref_kv_cache_bytes
 from ._core import Case, Variant, constant_argument_probe, number_hint_probe, product_factor_probe, register, run_check, variant_grid
 
 __all__ = ["check_kv_cache_bytes", "check_decode_step_flops"]

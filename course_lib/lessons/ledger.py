@@ -15,7 +15,7 @@ lesson 00's list and lesson 08's ledger); the lessons that test each, in :data:`
 
 A verdict comes from the rule below, applied to the measurements by :func:`judge` (a directional
 claim), :func:`judge_similar` ("about equal") or :func:`judge_exact` (a count), each returning a
-:class:`Verdict` whose one-line ``reason`` the notebook prints and :func:`record_claim` saves:
+:class:`Verdict` whose one-line ``reason`` the notebook prints and :func:`record_claim` saves::
 
     v = judge(bleu_encdec, bleu_decoder, higher_is_better=True, what="validation BLEU",
               names=("encoder-decoder", "decoder-only"), ceiling=99)
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .runtime import fast_mode
+from ..runtime import fast_mode
 
 VERDICTS = (
     "supported",
@@ -68,7 +68,7 @@ CLAIMS: dict[int, str] = {
 
 def results_dir() -> Path:
     """``results/claims`` at the repository root (the folder above ``course_lib``)."""
-    return Path(__file__).resolve().parent.parent / "results" / "claims"
+    return Path(__file__).resolve().parents[2] / "results" / "claims"
 
 
 def record_claim(

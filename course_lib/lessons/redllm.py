@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import costs
-from .attention import recording_max_logit as tracking_max_logit  # lesson 07's name; attention's own recording switch
-from .config import ModelConfig
-from .families import Family, build, of, stack_parameters
-from .layers import GATED_FFNS
-from .models import DecoderOnly, EncoderDecoder
-from .tokenizer import BOS_ID, EOS_ID, WordTokenizer
+from .. import costs
+from ..attention import recording_max_logit as tracking_max_logit  # lesson 07's name; attention's own recording switch
+from ..config import ModelConfig
+from ..families import Family, build, of, stack_parameters
+from ..layers import GATED_FFNS
+from ..models import DecoderOnly, EncoderDecoder
+from ..tokenizer import BOS_ID, EOS_ID, WordTokenizer
 
 #: The modern recipe (the paper's, for both models). ``rope_cross`` applies to the encoder-decoder only.
 RECIPE = dict(pos="rope", norm="rms", ffn="swiglu", qk_norm=True, v_norm=True, attn_out_norm=True, bias=False,
@@ -65,7 +65,7 @@ def recipe_configs(vocab_size: int, d_model: int = 64, n_heads: int = 4, dec_lay
 
 # ----------------------------------------------------------------------------------------- data
 def text_corpus(length: int, seed: int = 0, n_train: int = 20000, n_valid: int = 2000, long_length: int | None = None):
-    """Generated English sentences (the English side of :mod:`course_lib.en_fr`) as one stream
+    """Generated English sentences (the English side of :mod:`course_lib.lessons.en_fr`) as one stream
     ``w w w . <eos> w w ...``, cut into chunks of ``length`` tokens: chunks cross sentence boundaries,
     as in LLM pretraining. Returns ``(tokenizer, train (N, length), valid (M, length))`` and, with
     ``long_length``, a third tensor of validation chunks of that length (same sentences, longer cuts)."""

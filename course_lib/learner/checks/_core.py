@@ -85,7 +85,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..losses import IGNORE
+from ...losses import IGNORE
 
 __all__ = ["use_or_reference", "register", "CheckFailed", "full_tracebacks"]
 

@@ -30,10 +30,10 @@ final period, attached to the last word ("... rouge.") exactly as :func:`course_
 writes it.
 
 Public API: :func:`generate_pair`, :func:`make_splits`, :func:`load_tsv`, :func:`save_tsv`,
-:func:`dictionary_baseline` (and :func:`fragment_lexicon`), :func:`corpus_bleu`, :func:`corpus_chrf`,
-:func:`exact_match`, plus the lexicon tables and :class:`Clause` / :class:`NounPhrase` /
-:func:`realize` for building a sentence by hand (tests and notebooks use them for hand-checked
-examples).
+:func:`dictionary_baseline` (and :func:`fragment_lexicon`), plus the lexicon tables and
+:class:`Clause` / :class:`NounPhrase` / :func:`realize` for building a sentence by hand (tests and
+notebooks use them for hand-checked examples). The metrics that score a translation are in
+:mod:`course_lib.metrics`.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tokenizer import detokenize, tokenize
+from ..tokenizer import detokenize, tokenize
 
 # =============================================================================================
 # Lexicon. Tags say which words make sense together ("the red apple", not "the red song").
@@ -685,54 +685,3 @@ def dictionary_baseline(pairs_train: Sequence[tuple[str, str]], use_fragment_lex
 
 def _is_word(tok: str) -> bool:
     return any(ch.isalnum() for ch in tok)
-
-
-def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = "13a") -> float:
-    """Corpus BLEU (0-100) with sacrebleu, one reference per hypothesis."""
-    import sacrebleu
-
-    _check_lengths(hyps, refs)
-    return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)], tokenize=tokenize).score)
-
-
-def bleu_details(hyps: Sequence[str], refs: Sequence[str], tokenize: str = "13a") -> dict:
-    """Corpus BLEU with its parts: ``bleu``, the clipped n-gram ``precisions`` (1- to 4-grams, in %),
-    the brevity penalty ``bp``, and sacrebleu's ``signature`` (the settings that make a BLEU number
-    reproducible: references, casing, tokenizer, smoothing, version)."""
-    from sacrebleu.metrics import BLEU
-
-    _check_lengths(hyps, refs)
-    metric = BLEU(tokenize=tokenize)
-    score = metric.corpus_score(list(hyps), [list(refs)])
-    return {"bleu": float(score.score), "precisions": [float(p) for p in score.precisions], "bp": float(score.bp),
-            "signature": str(metric.get_signature())}
-
-
-def chrf_signature() -> str:
-    """sacrebleu's signature of the chrF settings :func:`corpus_chrf` uses."""
-    from sacrebleu.metrics import CHRF
-
-    metric = CHRF()
-    metric.corpus_score(["a"], [["a"]])  # the signature lists nrefs only after a corpus has been scored
-    return str(metric.get_signature())
-
-
-def corpus_chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
-    """Corpus chrF (0-100) with sacrebleu: character n-grams, kinder to near-miss agreement errors."""
-    import sacrebleu
-
-    _check_lengths(hyps, refs)
-    return float(sacrebleu.corpus_chrf(list(hyps), [list(refs)]).score)
-
-
-def exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
-    """Fraction of hypotheses equal to their reference after whitespace normalisation."""
-    _check_lengths(hyps, refs)
-    if not refs:
-        return 0.0
-    return sum(" ".join(h.split()) == " ".join(r.split()) for h, r in zip(hyps, refs)) / len(refs)
-
-
-def _check_lengths(hyps: Sequence[str], refs: Sequence[str]) -> None:
-    if len(hyps) != len(refs):
-        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references.")

@@ -255,7 +255,7 @@ def ask(mc: MultipleChoice | str, widget: bool | None = None) -> None:
             pass
     print(mc.text())
     # spelled out in full: the setup cell imports course_lib, nothing imports check() by itself
-    how = f'course_lib.quiz.check("{mc.id}", "a")' if mc.id else 'QUESTION.check("a")'
+    how = f'course_lib.learner.quiz.check("{mc.id}", "a")' if mc.id else 'QUESTION.check("a")'
     print(f"Predict first, then answer in code, e.g. {how}.")
     return None
 

@@ -7,9 +7,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..layers import RotaryEmbedding
-from ..masks import prefix_mask as _ref_prefix_mask
-from ..redllm import locality_mass as _ref_locality_mass
+from ...layers import RotaryEmbedding
+from ...masks import prefix_mask as _ref_prefix_mask
+from ...lessons.redllm import locality_mass as _ref_locality_mass
 from ._core import (Case, Fail, Variant, _gen, _logits_case, _randn, call, device_property, grad_property, ignored_arg_probe,
                     loss_backward_property, register, run_check, same)
 
