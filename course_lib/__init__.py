@@ -27,7 +27,7 @@ Around the core
 * ``gguf_loader`` llama.cpp's GGUF files (LLaMA family) -> DecoderOnly + tokenizer + chat template; SmolLM2-135M
 
 ``lessons``  (folder ``lessons/``) what one lesson's experiments need: ``en_fr``, ``grammar``, ``translate`` (lesson 05),
-``latency`` (06), ``redllm`` (07), ``experiments`` and ``ledger`` (08).
+``latency`` (06), ``redllm`` and ``experiments`` (07), ``ledger`` (every lesson saves to it, 08 reads it).
 ``learner``  (folder ``learner/``) what a learner touches in a notebook: ``checks``, ``quiz``, ``plotting``, ``colab``.
 
 ``from course_lib import en_fr, checks, ...`` works for every module of both subpackages (loaded on

@@ -5,7 +5,7 @@
 * ``translate``   lesson 05's toy translator: ``data``, ``training``, ``decoding``, ``cli`` (``python -m course_lib.lessons.translate``)
 * ``latency``     lesson 06's measurements: TTFT and per-token time, roofline, the "1000 + 1000" scenario
 * ``redllm``      lesson 07: encoder-decoder (prefix LM) vs decoder-only LM with the modern recipe
-* ``experiments`` the seeded experiments behind the ledger's verdicts (lessons 02, 05, 07)
+* ``experiments`` the seeded experiments behind lesson 07's verdicts (claims 6(b), 8, 10, 11)
 * ``ledger``      the claims ledger: the one verdict rule, the verdicts each lesson saves, lesson 08 reads
 
 These modules import from the core (``course_lib.*``); the core never imports from here.
