@@ -2,6 +2,7 @@
 
 * ``en_fr``       the generated English→French fragment: lexicon, rules, splits, TSV files, a dictionary baseline
 * ``grammar``     a parser for the fragment's English: the referee for generated text (lesson 02)
+* ``topic_search`` appendix A3's sentences in six topics, questions about them, a bag-of-words baseline
 * ``translate``   lesson 05's toy translator: ``data``, ``training``, ``decoding``, ``cli`` (``python -m course_lib.lessons.translate``)
 * ``latency``     lesson 06's measurements: TTFT and per-token time, roofline, the "1000 + 1000" scenario
 * ``redllm``      lesson 07: encoder-decoder (prefix LM) vs decoder-only LM with the modern recipe
