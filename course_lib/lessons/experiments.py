@@ -66,10 +66,6 @@ def pretrain_config(steps: int, lr: float, seed: int = 0, batch_size: int = 32, 
                        progress=False, amp="off", device=str(device))
 
 
-def _lm_loss(family: str, prefix_len: int) -> Callable[[nn.Module, Tensor], Tensor]:
-    return redllm.causal_lm_loss if family == "decoder" else (lambda m, x: redllm.prefix_lm_loss(m, x, prefix_len))
-
-
 def continuation_ppl(model: nn.Module, x: Tensor, prefix_len: int) -> float:
     """exp of the mean NLL of tokens ``prefix_len..T-1`` of ``x (B, T)`` (the paper's perplexity, both families)."""
     return math.exp(redllm.continuation_nll(model, x, prefix_len).mean().item())
@@ -85,7 +81,7 @@ def pretrain(family: str, cfg: ModelConfig, chunks: Tensor, *, prefix_len: int, 
     model = redllm.build(family, cfg)
     tcfg = pretrain_config(steps, lr, seed, batch_size, eval_every=eval_every, device=device)
     evaluate = None if valid is None else (lambda m: {"valid_ppl": continuation_ppl(m, valid, prefix_len)})
-    history = train(model, _lm_loss(family, prefix_len), chunks, tcfg, collate=torch.stack, evaluate=evaluate)
+    history = train(model, redllm.pretraining_loss(family, prefix_len), chunks, tcfg, collate=torch.stack, evaluate=evaluate)
     return model.eval(), history
 
 
