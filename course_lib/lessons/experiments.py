@@ -27,13 +27,14 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import redllm
 from ..config import ModelConfig
-from .ledger import Verdict, judge
+from ..families import Family
 from ..models import DecoderOnly
 from ..runtime import seed_everything
 from ..train import TrainConfig, train
-from .translate import collate_decoder, collate_encdec, loss_for, translate_ids
+from . import redllm
+from .ledger import Verdict, judge
+from .translate import collate_for, loss_for, translate_ids
 
 __all__ = [
     "SIMILAR_COMPUTE",
@@ -259,12 +260,11 @@ def biattn_finetune(pretrained: dict[tuple[str, int], nn.Module], train_pairs, t
     max_new = max(len(t) for _, t in test_pairs) + 2
     res: dict[str, dict[str, list[float]]] = {"exact": {v: [] for v in variants}, "token_acc": {v: [] for v in variants}}
     for variant in variants:
-        base = "encdec" if variant == "encdec" else "decoder"
+        base = "encdec" if Family(variant).cross_attention else "decoder"  # BiAttn fine-tunes the DecLLM
         for seed in seeds:
             model = copy.deepcopy(pretrained[base, seed]).train()
             tcfg = pretrain_config(steps, lr, seed, batch_size, device=device)
-            collate = collate_encdec if variant == "encdec" else collate_decoder
-            train(model, loss_for(variant), train_pairs, tcfg, collate=collate)
+            train(model, loss_for(variant), train_pairs, tcfg, collate=collate_for(variant))
             s = _scores(model, variant, test_pairs, max_new)
             res["exact"][variant].append(s["exact"])
             res["token_acc"][variant].append(s["token_acc"])
