@@ -22,8 +22,8 @@ Lesson 02 uses it to score text sampled from an encoder and from a causal model,
 """
 from __future__ import annotations
 
-from . import en_fr
 from ..tokenizer import tokenize
+from . import en_fr
 
 NOUN_OF = {n.en: (n, False) for n in en_fr.NOUNS} | {n.en_pl: (n, True) for n in en_fr.NOUNS}
 ADJ_OF = {a.en: a for a in en_fr.ADJECTIVES}

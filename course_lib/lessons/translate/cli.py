@@ -10,12 +10,17 @@ import torch
 
 from ...tokenizer import WordTokenizer
 from ...train import FRESH_HINT, CheckpointError, TrainingInterrupted, check_writable
-
 from .data import FAMILIES, TranslationData, load_data
 from .decoding import _is_word, _shorten, evaluate, longest_source, split_sentences, translate_typed
-
-from .training import (TranslatorError, default_train_config, load_source_words, load_translator, model_configs,
-                       save_translator, train_translator)
+from .training import (
+    TranslatorError,
+    default_train_config,
+    load_source_words,
+    load_translator,
+    model_configs,
+    save_translator,
+    train_translator,
+)
 
 DESCRIPTION = ("The toy English→French translator: data, the three model families, training, decoding and "
                "evaluation in one pipeline — used by lesson 05 and runnable from the command line.")

@@ -10,12 +10,10 @@ import torch
 from torch import Tensor
 
 from ...data import collate_pairs
-from ..en_fr import load_tsv, make_splits
 from ...families import SHORT_NAMES, Family, build
 from ...runtime import pick
 from ...tokenizer import EOS_ID, SEP_ID, WordTokenizer, pad_batch
-
-
+from ..en_fr import load_tsv, make_splits
 
 FAMILIES = tuple(SHORT_NAMES)  # ("encdec", "decoder", "prefixlm")
 build_model = build  # lesson 05's name for families.build

@@ -8,10 +8,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...metrics import corpus_bleu, corpus_chrf, exact_match
 from ...generation import beam_search, generate
+from ...metrics import corpus_bleu, corpus_chrf, exact_match
 from ...tokenizer import BOS_ID, EOS_ID, PAD_ID, SEP_ID, WordTokenizer, detokenize, pad_batch
-
 from .data import TranslationData, _translator
 
 

@@ -8,15 +8,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...config import ModelConfig
-from ...layers import GATED_FFNS
 from ... import costs
+from ...config import ModelConfig
 from ...families import build, stack_parameters
+from ...layers import GATED_FFNS
 from ...losses import clm_loss, seq2seq_loss
 from ...runtime import pick, seed_everything
 from ...tokenizer import WordTokenizer
 from ...train import TrainConfig, check_writable, train
-
 from .data import TranslationData, _translator, collate_for
 from .decoding import evaluate
 
