@@ -1207,6 +1207,13 @@ wrong("encoder_block", r"normalised x|residual stream")(_blk(res_from="normed"))
 wrong("encoder_block", r"two mistakes")(_blk(swap_norms=True, pass_mask=False))
 
 
+@wrong("encoder_block", r"stays on the CPU|device=x.device")
+def block_cpu_mask(x, mask, attn, ffn, norm1, norm2, pre_norm=True):
+    if mask is None:  # "attend everywhere", built on the CPU whatever device x is on
+        mask = torch.ones(x.shape[0], 1, 1, x.shape[1], dtype=torch.bool)
+    return block_explicit(x, mask, attn, ffn, norm1, norm2, pre_norm)
+
+
 @wrong("encoder_block", r"input `x` in place")
 def block_inplace(x, mask, attn, ffn, norm1, norm2, pre_norm=True):
     x += attn(norm1(x), mask) if pre_norm else 0

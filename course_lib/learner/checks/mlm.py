@@ -385,7 +385,9 @@ def check_encoder_block(fn: Callable) -> bool:
     return run_check("encoder_block", fn, cases, reference_encoder_block, _BLOCK_VARIANTS,
                      arg_names=names, output="float", probes=[_block_zero_ffn_probe], early_probes=[_pre_norm_probe],
                      properties=[grad_property("encoder_block", cases[0], reference_encoder_block, (0,), names),
-                                 grad_property("encoder_block", cases[1], reference_encoder_block, (0,), names)])
+                                 grad_property("encoder_block", cases[1], reference_encoder_block, (0,), names),
+                                 device_property("encoder_block", cases[0], reference_encoder_block),
+                                 device_property("encoder_block", cases[2], reference_encoder_block)])  # no mask given
 
 
 def _pre_norm_probe(fn, case, got, expected):
