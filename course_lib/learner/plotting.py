@@ -64,6 +64,67 @@ def log_axis(ax, axis: str = "x", ticks: Sequence[float] | None = None):
     return ax
 
 
+# Where label_points tries a label, in points from its point, nearest first: right, left, above, below, diagonals.
+_LABEL_OFFSETS = [(4, -3), (-4, -3), (0, 5), (0, -11), (4, 4), (4, -10), (-4, 4), (-4, -10),
+                  (8, 9), (8, -16), (-8, 9), (-8, -16), (0, 14), (0, -20)]
+
+
+def label_points(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 7) -> list:
+    """Write ``labels[i]`` next to the point ``(xs[i], ys[i])`` (data coordinates) where it overlaps no other
+    label, no marker or line of ``ax`` and not its legend, trying the nearest free place first (the least
+    crowded one when none is free). Give the legend a fixed ``loc`` before calling: ``"best"`` moves
+    after the labels are drawn. Returns the annotations."""
+    from matplotlib.transforms import Bbox
+
+    if not len(xs) == len(ys) == len(labels):
+        raise ValueError(f"label_points needs as many labels as points; got {len(xs)} x, {len(ys)} y, {len(labels)} labels.")
+    fig = ax.figure
+    fig.canvas.draw()  # lay the figure out first, so that display coordinates are final
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72.0  # pixels per point
+    obstacles = [t.get_window_extent(renderer) for t in ax.texts]
+    paths = []
+    for line in ax.lines:
+        path = line.get_transform().transform_path(line.get_path())
+        if line.get_linestyle() not in ("None", "none", "", " ") and len(path.vertices) > 1:
+            paths.append(path)
+        if line.get_marker() not in (None, "None", "none", "", " "):
+            r = line.get_markersize() * px / 2
+            obstacles += [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in path.vertices]
+    if ax.get_legend() is not None:
+        obstacles.append(ax.get_legend().get_window_extent(renderer))
+    inside = ax.get_window_extent(renderer)
+
+    def crowding(box):
+        boxes = sum(max(0.0, min(box.x1, o.x1) - max(box.x0, o.x0)) * max(0.0, min(box.y1, o.y1) - max(box.y0, o.y0))
+                    for o in obstacles)
+        lines = sum(p.intersects_bbox(box, filled=False) for p in paths)
+        shown = Bbox.intersection(box, inside)  # None when the label lies wholly outside the axes
+        outside = box.width * box.height - (0.0 if shown is None else shown.width * shown.height)
+        return boxes + outside + 25.0 * lines  # a line through a label costs about as much as 25 square pixels hidden
+
+    placed = []
+    for x, y, text in zip(xs, ys, labels):
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                              ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom")
+            ann.set_in_layout(False)  # labels must not resize the axes they were placed on
+            box = ann.get_window_extent(renderer).padded(1)
+            cost = crowding(box)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, box)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        obstacles.append(best[2])
+        placed.append(best[1])
+    return placed
+
+
 _MAX_TICK_LABELS = 40  # beyond this many rows/columns, leave matplotlib's default ticks
 
 
