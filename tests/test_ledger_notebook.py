@@ -328,19 +328,23 @@ def test_COMPLETENESS_every_claim_has_a_saved_verdict():
 
 
 def _quiz_cells():
+    """The cells that build QUIZ (one ``QUIZ = [`` cell, then ``QUIZ += [`` cells, in notebook order; short cells
+    of a few questions each), joined, and the answer cell."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    define = [s for s in code if s.lstrip().startswith("QUIZ = [")]
+    define = [s for s in code if s.lstrip().startswith(("QUIZ = [", "QUIZ += ["))]
     answers = [s for s in code if "my_answers = {" in s]
-    assert len(define) == 1 and len(answers) == 1
-    return define[0], answers[0]
+    assert define and define[0].lstrip().startswith("QUIZ = [") and sum(s.lstrip().startswith("QUIZ = [") for s in define) == 1
+    assert len(answers) == 1
+    assert code.index(answers[0]) > code.index(define[-1]), "the answer cell must come after every question"
+    return "\n".join(define), answers[0]
 
 
 @pytest.fixture
 def closing_quiz(capsys):
     define, _ = _quiz_cells()
     namespace = {"MultipleChoice": quiz.MultipleChoice, "ask": quiz.ask}
-    exec(compile(define, "notebook 08 quiz cell", "exec"), namespace)
+    exec(compile(define, "notebook 08 quiz cells", "exec"), namespace)
     capsys.readouterr()
     return namespace["QUIZ"]
 
