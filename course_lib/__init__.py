@@ -26,8 +26,9 @@ Around the core
 * ``convert``     Hugging Face checkpoints on disk (BERT, GPT-2, BART, T5, LLaMA) -> course_lib models; MiniLM
 * ``gguf_loader`` llama.cpp's GGUF files (LLaMA family) -> DecoderOnly + tokenizer + chat template; SmolLM2-135M
 
-``lessons``  (folder ``lessons/``) what one lesson's experiments need: ``en_fr``, ``grammar``, ``translate`` (lesson 05),
-``latency`` (06), ``redllm`` and ``experiments`` (07), ``ledger`` (every lesson saves to it, 08 reads it).
+``lessons``  (folder ``lessons/``) what one lesson's experiments need: ``en_fr``, ``grammar``, ``topic_search``
+(appendix A3), ``translate`` (lesson 05), ``latency`` (06), ``redllm`` and ``experiments`` (07), ``ledger``
+(every lesson saves to it, 08 reads it).
 ``learner``  (folder ``learner/``) what a learner touches in a notebook: ``checks``, ``quiz``, ``plotting``, ``colab``.
 
 ``from course_lib import en_fr, checks, ...`` works for every module of both subpackages (loaded on
@@ -52,7 +53,7 @@ __version__ = "0.1.0"
 
 # The subpackages' modules by their short names, so ``from course_lib import translate`` keeps working.
 _SHORT_NAMES = {
-    **{m: f"lessons.{m}" for m in ("en_fr", "grammar", "translate", "latency", "redllm", "experiments", "ledger")},
+    **{m: f"lessons.{m}" for m in ("en_fr", "grammar", "topic_search", "translate", "latency", "redllm", "experiments", "ledger")},
     **{m: f"learner.{m}" for m in ("checks", "quiz", "plotting", "colab")},
     "lessons": "lessons", "learner": "learner",
 }
