@@ -7,7 +7,7 @@ A :class:`DecodingSession` hides the difference between the two decoders:
 * encoder-decoder: ``start`` encodes the source once and feeds BOS to the decoder; the
   cross-attention K/V of the encoder output are computed once and cached.
 
-:func:`generate`, :func:`beam_search`, :mod:`course_lib.latency` and the lessons all decode through it.
+:func:`generate`, :func:`beam_search`, :mod:`course_lib.lessons.latency` and the lessons all decode through it.
 With ``use_cache=False`` each step recomputes the whole sequence, the slow reference that
 cached decoding must match token for token. With the cache, a plain pre-norm decoder (decoder-only,
 or an encoder-decoder's) takes the fast path of :mod:`course_lib.fast_decode` for its steps (same
@@ -26,6 +26,7 @@ from torch import Tensor
 from .blocks import DecoderCache
 from .families import of
 from .fast_decode import FlatDecoder
+from .models import DecoderOnly
 from .tokenizer import BOS_ID
 
 
@@ -72,6 +73,8 @@ class DecodingSession:
         # one new token at a time: the flat step does the same arithmetic with its lookups done once
         self.flat = FlatDecoder(model) if use_cache and fast_path and FlatDecoder.supports(model) else None
         self.encoder_decoder = family.cross_attention
+        # DecoderOnly's forward can return the last position's logits alone; a subclass's own forward may not
+        self.last_only = type(model).forward is DecoderOnly.forward
         if self.encoder_decoder:
             self.memory, self.src_mask = model.encode_for_decoding(inputs)
             self.seq = torch.full((inputs.shape[0], 1), bos_id, dtype=torch.long, device=inputs.device)
@@ -85,6 +88,8 @@ class DecodingSession:
         if self.encoder_decoder:
             return self.model.decode(tokens, self.memory, self.src_mask, cache=self.cache)[:, -1]
         prefix = self.n_prompt if self.prefix_lm else None
+        if self.last_only:  # the output layer on the last position alone: the only logits decoding reads
+            return self.model(tokens, prefix_len=prefix, cache=self.cache, last_only=True)[:, -1]
         return self.model(tokens, prefix_len=prefix, cache=self.cache)[:, -1]
 
     def start(self) -> Tensor:

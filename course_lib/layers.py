@@ -79,7 +79,10 @@ class SwiGLU(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w_down(self.dropout(self.act(self.w_gate(x)) * self.w_up(x)))
+        gate, up = self.act(self.w_gate(x)), self.w_up(x)  # (B, T, d_ff) each
+        # without autograd the gate's fresh tensor can take the product: one (B, T, d_ff) buffer less to write
+        h = gate * up if torch.is_grad_enabled() else gate.mul_(up)
+        return self.w_down(self.dropout(h))
 
 
 #: FFN kinds with a gate: three matrices (gate, up, down) instead of two.
@@ -124,11 +127,13 @@ class RotaryEmbedding(nn.Module):
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         if int(positions.max()) >= self.cos.shape[0]:
             raise ValueError(f"position {int(positions.max())} is beyond RoPE's table of {self.cos.shape[0]}; raise max_len.")
-        cos, sin = self.cos[positions].to(x.dtype), self.sin[positions].to(x.dtype)  # (T, d_head)
+        # a row of the tables per position (F.embedding: the plain lookup, several times faster than indexing)
+        cos, sin = F.embedding(positions, self.cos).to(x.dtype), F.embedding(positions, self.sin).to(x.dtype)  # (T, d_head)
         if positions.dim() == 2:  # per-example positions (B, T): broadcast over the heads of x (B, H, T, d_head)
             cos, sin = cos[:, None], sin[:, None]
         x1, x2 = x.chunk(2, dim=-1)
-        return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+        # x·cos + rotate_half(x)·sin, the sum written into x·cos (a fresh tensor autograd does not keep): one copy less
+        return (x * cos).add_(torch.cat([-x2, x1], dim=-1) * sin)
 
 
 def llama3_inv_freq(inv_freq: Tensor, scaling: dict) -> Tensor:

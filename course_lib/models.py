@@ -233,9 +233,12 @@ class DecoderOnly(_Model):
         in_prefix = keys[None, :] < torch.as_tensor(prefix_len, device=device)[:, None]  # (B, past+t)
         return (mask[None] | in_prefix[:, None, :])[:, None]  # (B, 1, t, past+t)
 
-    def forward(self, tokens: Tensor, *, prefix_len: int | Tensor | None = None, cache: DecoderCache | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, *, prefix_len: int | Tensor | None = None, cache: DecoderCache | None = None,
+                last_only: bool = False) -> Tensor:
         """``tokens (B, T)`` -> logits ``(B, T, V)``. With a ``cache``, ``tokens`` are the new
-        positions only and earlier keys/values are read from (and appended to) the cache."""
+        positions only and earlier keys/values are read from (and appended to) the cache.
+        ``last_only=True`` returns the last position's logits alone, ``(B, 1, V)``: all that generation
+        needs after a prompt, and the output layer (V × d, a small model's largest matrix) then maps one position, not T."""
         past = 0 if cache is None else len(cache)
         if prefix_len is not None:
             _check_prefix_len(prefix_len, tokens.shape[0])
@@ -248,7 +251,7 @@ class DecoderOnly(_Model):
         bias = _bias(self.rel_bias, past, tokens.shape[1], tokens.device)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, cache=None if cache is None else cache[i], rope=self.rope, positions=positions, attn_bias=bias)
-        return self.head(self.norm(x))
+        return self.head(self.norm(x[:, -1:] if last_only else x))
 
 
 class EncoderDecoder(_Model):

@@ -478,3 +478,26 @@ def test_session_reorder_of_different_inputs_moves_the_source_too():
 def test_session_refuses_an_encoder_only_model():
     with pytest.raises(TypeError, match="DecoderOnly or EncoderDecoder"):
         DecodingSession(EncoderOnly(ModelConfig(vocab_size=17, d_model=16, n_heads=2)), torch.ones(1, 3, dtype=torch.long))
+
+
+def test_session_prefill_maps_the_last_position_only_unless_a_subclass_owns_forward():
+    """The prefill's logits are those of the model's last prompt position; DecoderOnly computes only those
+    (``last_only``), and a subclass with its own forward (which may not know the option) is called as before."""
+    torch.manual_seed(0)
+    model = DecoderOnly(ModelConfig(vocab_size=17, d_model=16, n_heads=2, n_layers=2, max_len=64)).eval()
+    inputs = torch.randint(3, 17, (2, 5))
+
+    class OwnForward(DecoderOnly):
+        def forward(self, tokens, **kwargs):  # needs the logits of every position
+            logits = super().forward(tokens, **kwargs)
+            assert logits.shape[1] == tokens.shape[1], "a logit for every position"
+            return logits
+    other = OwnForward(model.cfg).eval()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected = model(inputs)[:, -1]
+        for m in (model, other):
+            session = DecodingSession(m, inputs)
+            assert session.last_only == (m is model)
+            torch.testing.assert_close(session.start(), expected, atol=1e-6, rtol=0)
+        assert torch.equal(generate(other, inputs, 6, eos_id=None), generate(model, inputs, 6, eos_id=None))

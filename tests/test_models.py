@@ -10,7 +10,7 @@ from torch import nn
 
 from course_lib.blocks import EncoderBlock
 from course_lib.config import ModelConfig
-from course_lib.layers import RMSNorm, RotaryEmbedding, sinusoidal_table
+from course_lib.layers import RMSNorm, RotaryEmbedding, SwiGLU, sinusoidal_table
 from course_lib.masks import causal_mask
 from course_lib.models import DecoderOnly, EncoderDecoder, EncoderOnly
 
@@ -322,6 +322,19 @@ def test_decoder_only_cached_forward_equals_full(name):
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("name", CFG_IDS)
+def test_decoder_only_last_only_is_the_last_row_of_the_logits(name):
+    """``last_only=True`` (what generation's prefill asks for) runs the output layer on the last position alone."""
+    model = build(DecoderOnly, **CONFIGS[name])
+    for prefix in (None, 3):
+        last = model(SEQ, prefix_len=prefix, last_only=True)
+        assert last.shape == (SEQ.shape[0], 1, V)
+        torch.testing.assert_close(last, model(SEQ, prefix_len=prefix)[:, -1:], atol=1e-12, rtol=0)
+    cache = model.new_cache()  # through a cache as well: the cache still receives every position
+    torch.testing.assert_close(model(SEQ[:, :5], cache=cache, last_only=True), model(SEQ[:, :5])[:, -1:], atol=1e-12, rtol=0)
+    assert len(cache) == 5
+
+
 def test_encoder_decoder_cached_decode_equals_full():
     model = build(EncoderDecoder, **CONFIGS["pre-rms-swiglu-rope-qk"])
     src = tok([5, 6, 7, 8, 9], [11, 12, 13, 0, 0])
@@ -336,6 +349,25 @@ def test_encoder_decoder_cached_decode_equals_full():
 
 
 # ================================================================= layers
+def test_swiglu_equals_formula_with_and_without_autograd():
+    """SwiGLU(x) = W_down (SiLU(W_gate x) ⊙ W_up x); without autograd it multiplies in place, which must change
+    nothing, and with autograd its gradients must be those of the formula."""
+    torch.manual_seed(0)
+    ffn = SwiGLU(6, 10).to(DT)
+    x = torch.randn(2, 3, 6, dtype=DT, requires_grad=True)
+    formula = lambda x: ffn.w_down(torch.nn.functional.silu(ffn.w_gate(x)) * ffn.w_up(x))
+    expected = formula(x)
+    out = ffn(x)
+    torch.testing.assert_close(out, expected, atol=1e-14, rtol=0)
+    (g_ours,) = torch.autograd.grad(out.sum(), x)
+    (g_ref,) = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(g_ours, g_ref, atol=1e-14, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(ffn(x), expected.detach(), atol=1e-14, rtol=0)
+    with torch.inference_mode():
+        torch.testing.assert_close(ffn(x), expected.detach(), atol=1e-14, rtol=0)
+
+
 def test_rmsnorm_equals_hand_formula_and_torch():
     torch.manual_seed(0)
     d, eps = 6, 1e-6
