@@ -197,14 +197,18 @@ def _keys_seen(n_new: int, n_past: int, attention: str) -> float:
     raise ValueError(f"attention must be 'causal' or 'full'; got {attention!r}.")
 
 
-def prefill_flops(n_params: int, n_layers: int, d: int, n_prompt: int, vocab: int = 0, *, attention: str = "causal") -> float:
+def prefill_flops(n_params: int, n_layers: int, d: int, n_prompt: int, vocab: int = 0, *, attention: str = "causal",
+                  all_logits: bool = True) -> float:
     """Forward FLOPs of the prompt pass (prefill) of a decoder-only model, or of one encoder pass
     (``attention="full"``): ``2·N·P`` for the weights, ``4·L·d`` per query-key pair for ``QKᵀ``
-    and ``·V``, and ``2·d·V·P`` for the logits when ``vocab`` is given (the course's models
-    compute logits at every position). For a causal model token t attends to t keys:
+    and ``·V``, and ``2·d·V·P`` for the logits when ``vocab`` is given (a forward pass, as in
+    training, computes logits at every position). Generation reads only the last position's logits,
+    so its prefill maps that one position through the output layer (``all_logits=False``: ``2·d·V``;
+    ``DecoderOnly(..., last_only=True)``). For a causal model token t attends to t keys:
     ``P(P+1)/2`` pairs; ``attention="full"`` counts all ``P²`` (what the fused CPU kernel
     computes even under a causal mask, and what a FLOP counter reports)."""
-    return 2 * n_params * n_prompt + 4 * n_layers * d * _keys_seen(n_prompt, 0, attention) + 2 * d * vocab * n_prompt
+    logit_positions = n_prompt if all_logits else min(n_prompt, 1)
+    return 2 * n_params * n_prompt + 4 * n_layers * d * _keys_seen(n_prompt, 0, attention) + 2 * d * vocab * logit_positions
 
 
 def decode_step_flops(n_params: int, n_layers: int, n_ctx: int, d: int, vocab: int = 0) -> float:
@@ -237,7 +241,8 @@ def step_flops(cfg: ModelConfig, family: str, n_prompt: int, n_fed: int, *, voca
     """FLOPs of the decoding step that reads the ``n_fed``-th decoder token after a prompt of ``P`` tokens.
 
     * decoder-only: :func:`decode_step_flops` with ``n_ctx = P + n_fed`` (the prompt is in the cache);
-      without the cache the step re-reads all ``P + n_fed`` positions (:func:`prefill_flops`, ``"full"``);
+      without the cache the step re-reads all ``P + n_fed`` positions (:func:`prefill_flops`, ``"full"``,
+      logits at the last position only);
     * encoder-decoder: :func:`encdec_decode_step_flops` with ``n_ctx = n_fed`` (BOS is the first)
       and cross-attention over the ``P`` source tokens.
     """
@@ -247,7 +252,7 @@ def step_flops(cfg: ModelConfig, family: str, n_prompt: int, n_fed: int, *, voca
     if f.cross_attention:
         return encdec_decode_step_flops(n["decoder"], cfg.n_dec_layers, n_fed, n_prompt, d, V, cfg.kv_heads * cfg.d_head)
     if not use_cache:
-        return prefill_flops(n["decoder"], cfg.n_layers, d, n_prompt + n_fed, V, attention="full")
+        return prefill_flops(n["decoder"], cfg.n_layers, d, n_prompt + n_fed, V, attention="full", all_logits=False)
     return decode_step_flops(n["decoder"], cfg.n_layers, n_prompt + n_fed, d, V)
 
 
@@ -257,7 +262,7 @@ def generation_flops(cfg: ModelConfig, family: str, n_prompt: int, n_generated: 
     ``{"first_token": ..., "decode": ..., "total": ...}`` (``first_token`` is what the first
     new token waits for: the prefill, or the encoder pass + cross K/V + the BOS step).
 
-    * decoder-only: prefill over P, then G − 1 steps at n_ctx = P+1 .. P+G−1;
+    * decoder-only: prefill over P (logits at its last position only), then G − 1 steps at n_ctx = P+1 .. P+G−1;
     * encoder-decoder: encoder over P (bidirectional), cross K/V of the P outputs once per decoder
       layer, then G steps at n_ctx = 1 .. G (the first one reads BOS);
     * encoder-only: one pass over P (no generation: ``n_generated`` must be 0).
@@ -279,7 +284,8 @@ def generation_flops(cfg: ModelConfig, family: str, n_prompt: int, n_generated: 
         first += step(1)  # the BOS step
         steps = sum(step(t) for t in range(2, G + 1))
     else:
-        first = prefill_flops(n["decoder"], cfg.n_layers, d, P, cfg.vocab_size if vocab else 0, attention=attention)
+        first = prefill_flops(n["decoder"], cfg.n_layers, d, P, cfg.vocab_size if vocab else 0, attention=attention,
+                              all_logits=False)
         steps = sum(step(t) for t in range(1, G))
     return {"first_token": first, "decode": steps, "total": first + steps}
 

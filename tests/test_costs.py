@@ -197,6 +197,7 @@ from course_lib.costs import (  # noqa: E402
     kv_cache_bytes_for,
     prefill_flops,
     stack_params,
+    step_flops,
 )
 
 
@@ -260,6 +261,10 @@ def test_measured_flops_equal_the_cost_model(n_kv):
         counted = count_flops(generate, model, prompt, G, eos_id=None)
         predicted = generation_flops(cfg, family, P, G, attention="full", params=n)["total"]
         assert counted == predicted, family
+        if family == "decoder-only":  # without the cache: each step re-reads the sequence, logits at its end only
+            counted = count_flops(generate, model, prompt, G, eos_id=None, use_cache=False)
+            first = generation_flops(cfg, family, P, G, attention="full", params=n)["first_token"]
+            assert counted == first + sum(step_flops(cfg, family, P, t, use_cache=False, params=n) for t in range(1, G))
     # one decode step of the decoder-only model at n_ctx = P + 1
     model = DecoderOnly(cfg).eval()
     cache = model.new_cache()
@@ -395,6 +400,10 @@ def test_sequence_and_step_flops_are_the_per_family_formulas():
     # step t after a prompt of P: the decoder-only cache holds P + t positions, the encoder-decoder's t
     assert step_flops(cfg, "decoder-only", 7, 2) == decode_step_flops(do["decoder"], 3, 9, 16, 30)
     assert step_flops(cfg, "encoder-decoder", 7, 2) == encdec_decode_step_flops(ed["decoder"], 1, 2, 7, 16, 30)
-    assert step_flops(cfg, "decoder-only", 7, 2, use_cache=False) == prefill_flops(do["decoder"], 3, 16, 9, 30, attention="full")
+    # without the cache a step re-reads all 9 positions but maps only the last through the output layer
+    uncached = step_flops(cfg, "decoder-only", 7, 2, use_cache=False)
+    assert uncached == prefill_flops(do["decoder"], 3, 16, 9, 30, attention="full", all_logits=False)
+    assert uncached == prefill_flops(do["decoder"], 3, 16, 9, attention="full") + 2 * 16 * 30
+    assert prefill_flops(do["decoder"], 3, 16, 9, 30) - prefill_flops(do["decoder"], 3, 16, 9, 30, all_logits=False) == 2 * 16 * 30 * 8
     with pytest.raises(ValueError, match="encoder-only"):
         step_flops(cfg, "encoder-only", 7, 2)
