@@ -382,5 +382,9 @@ def test_smollm2_benchmark_runs_and_checks_itself(smol, tmp_path):
     results = bench.run(ours, tok, ref, prompt_len=8, new_tokens=6, prefill_len=24, repeat=1)
     assert results["decode"]["same_tokens"] and results["prefill"]["max_abs_logit_diff"] < 1e-4
     assert all(results[k]["ours_tokens_per_s"] > 0 and results[k]["theirs_tokens_per_s"] > 0 for k in ("decode", "prefill"))
+    for k in ("decode", "prefill"):  # one CPU time per timed run (not the warm-up), and their ratio
+        cpu = results[k]["cpu_s"]
+        assert len(cpu["ours"]) == len(cpu["theirs"]) == 1 and min(cpu["ours"] + cpu["theirs"]) > 0
+        assert results[k]["cpu_paired_ratio"] == cpu["theirs"][0] / cpu["ours"][0]
     report = {"slug": "smollm2-test", "hardware": bench.hardware_info(), "device": "cpu", "date": "now", "command": "test", "results": results}
     assert "greedy 6 tokens after a 8-token prompt" in bench.render_markdown(report)
