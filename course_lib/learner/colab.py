@@ -212,7 +212,7 @@ def render_footer(notebook_path: str, practice: tuple[str, str] | None = None,
         lines.append(f"* **Practice:** {_link(practice[1], notebook_path, practice[0])}: write this lesson's "
                      "pieces yourself, each checked as you go (worked answers in `solutions/`).")
     for path, title in appendices:
-        lines.append(f"* **Appendix:** {_link(title, notebook_path, path)}: the engineering around this lesson.")
+        lines.append(f"* **Appendix:** {_link(title, notebook_path, path)}: more depth beside this lesson, optional.")
     if next_lesson:
         lines.append(f"* **Next lesson:** {_link(next_lesson[1], notebook_path, next_lesson[0])}.")
     if not lines:
