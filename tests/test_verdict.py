@@ -377,3 +377,13 @@ def test_paired_reason_reads_in_order():
 def test_too_few_runs_of_one_group_reads_cleanly():
     v = judge([2.0], null=1.0, higher_is_better=True, what="ratio")
     assert v.reason == "ratio: only 1 run; the rule needs at least 3 per side to tell an effect from run-to-run noise."
+
+
+def test_the_reason_names_the_claimed_direction_in_the_given_word():
+    """A claim that one side takes longer reads "slower", in both outcomes; the verdict is the rule's either way."""
+    long, short = [0.9, 1.0, 1.1], [0.1, 0.2, 0.15]
+    v = judge(long, short, higher_is_better=True, what="time (s)", names=("P=1024", "P=16"), better="slower")
+    assert v.verdict == "supported" and "every run of P=1024 is slower than every run of P=16" in v.reason
+    w = judge(short, long, higher_is_better=True, what="time (s)", names=("P=16", "P=1024"), better="slower")
+    assert w.verdict == "contradicted at toy scale" and "every run of P=1024 is slower than every run of P=16" in w.reason
+    assert "is better than" in judge(long, short, higher_is_better=True, what="x").reason  # the default word

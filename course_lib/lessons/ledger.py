@@ -500,6 +500,7 @@ def judge(
     min_seeds: int = MIN_SEEDS,
     part: str = "",
     fmt: str = "{:.3g}",
+    better: str = "better",
 ) -> Verdict:
     """The verdict rule (:data:`VERDICT_RULE`) for a directional claim measured over several runs.
 
@@ -519,7 +520,9 @@ def judge(
     this to count as not overlapping (a step count checked every 50 steps: 50). ``floor`` / ``ceiling``: the
     values at and beyond which the measure stops telling models apart (e.g. exact match 5% / 99%); not for
     per-run effects.
-    ``part``: "a", "b"... for a part of a two-part claim. Returns a :class:`Verdict`; NaN input is refused."""
+    ``part``: "a", "b"... for a part of a two-part claim. ``better``: the word the reason uses for the claimed
+    direction between two groups ("every run of A is better than every run of B"); "slower" when the claim is that
+    A takes longer. Returns a :class:`Verdict`; NaN input is refused."""
     _check_seeds(min_seeds)
     a = _runs(claimed, "claimed" if other is not None else "effects", allow_inf=other is not None and not paired)
     if other is None:
@@ -551,13 +554,13 @@ def judge(
     shown = f"{what}: {names[0]} {spread(a, fmt)} vs {names[1]} {spread(b, fmt)} over {len(a)} + {len(b)} runs"
     if min(good_a) - max(good_b) > resolution:
         if min_effect and abs(effect) < min_effect:
-            return Verdict("nuanced", f"{shown}; every run of {names[0]} is better, but by {_num(abs(effect), fmt)}, "
+            return Verdict("nuanced", f"{shown}; every run of {names[0]} is {better}, but by {_num(abs(effect), fmt)}, "
                                       f"less than the claimed {_num(min_effect, fmt)}.", part, numbers)
-        return Verdict("supported", f"{shown}; every run of {names[0]} is better than every run of {names[1]}.",
+        return Verdict("supported", f"{shown}; every run of {names[0]} is {better} than every run of {names[1]}.",
                        part, numbers)
     if min(good_b) - max(good_a) > resolution:
         return Verdict("contradicted at toy scale",
-                       f"{shown}; every run of {names[1]} is better than every run of {names[0]}.", part, numbers)
+                       f"{shown}; every run of {names[1]} is {better} than every run of {names[0]}.", part, numbers)
     overlap = "overlap" if not resolution else f"overlap or lie within the resolution ({_num(resolution, fmt)})"
     return Verdict("no clear difference", f"{shown}; the runs {overlap}, so neither side wins.", part, numbers)
 
