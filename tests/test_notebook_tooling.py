@@ -935,3 +935,19 @@ def test_dist_mode_is_in_the_configuration():
 
     addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
     assert "--dist loadfile" in addopts
+
+
+def test_a_setup_cell_stub_is_replaced_not_left_beside_the_setup_cell():
+    """An authoring stub ("# setup cell placeholder") takes the setup cell's place when it comes first, is
+    removed when a setup cell precedes it, and `check` reports one left behind."""
+    first = v4.new_notebook(cells=[v4.new_markdown_cell("# T"), v4.new_code_cell("# setup cell placeholder"),
+                                   v4.new_code_cell("x = 1")])
+    assert sync.apply_setup_cell(first) and sync.setup_cell_problem(first) is None
+    assert [c.source for c in first.cells[1:]] == [SETUP, "x = 1"]
+    after = v4.new_notebook(cells=[v4.new_code_cell(SETUP), v4.new_code_cell("# setup cell: generated"),
+                                   v4.new_code_cell("x = 1")])
+    assert "leftover setup-cell stub (cell 1)" in sync.setup_cell_problem(after)
+    assert sync.apply_setup_cell(after) and [c.source for c in after.cells] == [SETUP, "x = 1"]
+    assert sync.setup_cell_problem(after) is None
+    kept = v4.new_notebook(cells=[v4.new_code_cell(SETUP), v4.new_code_cell("# the setup cell above installs it\nx = 1")])
+    assert not sync.apply_setup_cell(kept) and len(kept.cells) == 2  # code that mentions it is not a stub

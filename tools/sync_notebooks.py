@@ -185,18 +185,31 @@ def notebook_extras(nb) -> tuple[str, ...]:
     return tuple(nb.metadata.get("course", {}).get("setup_extras", ()))
 
 
+def _is_setup_stub(cell) -> bool:
+    """A code cell holding one comment about the setup cell ("# setup cell placeholder"): a stub written
+    while authoring, which the generated setup cell replaces."""
+    lines = cell.source.strip().splitlines()
+    return (cell.cell_type == "code" and len(lines) == 1 and lines[0].startswith("#")
+            and "setup cell" in lines[0].lower() and not lines[0].startswith(SETUP_CELL_MARKER.split(":")[0]))
+
+
 def apply_setup_cell(nb, source: str | None = None) -> bool:
     """Make the first code cell the setup cell; returns whether ``nb`` changed.
 
-    A first code cell that starts with the setup marker is rewritten (outputs cleared, since they
+    Setup-cell stubs (:func:`_is_setup_stub`) after the first code cell are removed. A first code cell
+    that starts with the setup marker, or is such a stub, is rewritten (outputs cleared, since they
     came from the old text); otherwise a new setup cell is inserted before it (or, in a notebook
     without code, after a leading Markdown title).
     """
     source = render_setup_cell(extras=notebook_extras(nb)) if source is None else source
     i = first_code_cell_index(nb)
+    stubs = [j for j, c in enumerate(nb.cells) if j != i and _is_setup_stub(c)]
+    for j in reversed(stubs):
+        del nb.cells[j]
     if i is not None and nb.cells[i].source == source:
-        return False
-    if i is not None and nb.cells[i].source.lstrip().startswith(SETUP_CELL_MARKER.split(":")[0]):
+        return bool(stubs)
+    if i is not None and (nb.cells[i].source.lstrip().startswith(SETUP_CELL_MARKER.split(":")[0])
+                          or _is_setup_stub(nb.cells[i])):
         nb.cells[i].source = source
         nb.cells[i].outputs = []
         nb.cells[i].execution_count = None
@@ -212,6 +225,9 @@ def setup_cell_problem(nb) -> str | None:
     i = first_code_cell_index(nb)
     if i is None:
         return "has no code cell (expected the setup cell)"
+    stubs = [j for j, c in enumerate(nb.cells) if j != i and _is_setup_stub(c)]
+    if stubs:
+        return f"a leftover setup-cell stub (cell {stubs[0]}) besides the setup cell"
     source = nb.cells[i].source
     if source == render_setup_cell(extras=notebook_extras(nb)):
         return None
