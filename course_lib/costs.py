@@ -74,7 +74,7 @@ def layer_params(cfg: ModelConfig, kind: str = "decoder") -> int:
 
 def depth_ratio(d: int, d_ff: int | None = None, *, swiglu: bool = True) -> float:
     """Layers in *each* stack of an encoder-decoder per layer of a decoder-only model with the same
-    non-embedding parameters (biases and norms ignored, as in the brief):
+    non-embedding parameters (biases and norms ignored, as in the block formulas of lessons 06 and 07):
 
         decoder-only : L · (4d² + f)              f = FFN parameters (3·d·d_ff gated, 2·d·d_ff plain)
         enc-dec      : L' · (4d² + f) + L' · (8d² + f)

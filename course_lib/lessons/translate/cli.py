@@ -246,7 +246,3 @@ def _run(args) -> None:
         print(f"{family} on {args.split}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     else:
         _run_translate(args)
-
-
-if __name__ == "__main__":
-    main()
