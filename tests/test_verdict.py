@@ -229,10 +229,30 @@ def test_similar_claims():
     assert judge_similar([0.95, 1.05, 1.1], band, what="compute ratio").verdict == SUP
     v = judge_similar([2.6, 2.9, 2.4], band, what="compute ratio")
     assert v.verdict == CON and "every run outside" in v.reason
-    assert judge_similar([0.5, 2.9, 3.0], band, what="r").verdict == CON  # outside on both sides is still not similar
-    assert judge_similar([math.inf, 2.0, 3.0], band, what="r").verdict == CON  # a target never reached: not similar
+    assert judge_similar([math.inf, math.inf, 3.0], band, what="r").verdict == CON  # a target never reached: not similar
+    assert judge_similar([math.inf, 2.6, 2.7], band, what="r").verdict == CON
     straddle = judge_similar([1.1, 1.2, 1.4], band, what="compute ratio")
     assert straddle.verdict == CANNOT and "2 of 3" in straddle.reason
+
+
+def test_similar_claims_test_the_edge_like_no_effect():
+    """Rule 5 asks of the band's edge what rule 3 asks of "no effect": runs just past it, by less than their
+    spread, do not show the claim wrong (or right); the same test on both sides of the edge."""
+    band = (2 / 3, 1.5)
+    near = judge_similar([1.65, 1.62, 1.51], band, what="compute ratio")  # every run outside, mean - 2 sd = 1.45
+    assert near.verdict == CANNOT and "1.45 to 1.74" in near.reason and "edge 1.5" in near.reason
+    assert judge_similar([1.65, 1.62, 1.60], band, what="compute ratio").verdict == CON  # tight: clearly outside
+    inside_near = judge_similar([1.35, 1.49, 1.2], band, what="compute ratio")  # every run inside, mean + 2 sd = 1.64
+    assert inside_near.verdict == CANNOT and "every run inside it, but" in inside_near.reason
+    assert judge_similar([1.35, 1.4, 1.3], band, what="compute ratio").verdict == SUP
+    # below the band: the lower edge, the same test
+    assert judge_similar([0.5, 0.52, 0.55], band, what="compute ratio").verdict == CON
+    assert judge_similar([0.5, 0.65, 0.6], band, what="compute ratio").verdict == CANNOT
+    # runs outside on both sides: not similar for any one run, but the measure is too scattered to judge
+    wide = judge_similar([0.5, 2.9, 3.0], (0.8, 1.25), what="r")
+    assert wide.verdict == CANNOT and "both sides" in wide.reason
+    v = judge_similar([1.65, 1.62, 1.60], band, what="r")
+    assert v.numbers["sd"] > 0 and abs(v.numbers["mean"] - 1.6233) < 1e-3
 
 
 def test_counts_need_one_value():

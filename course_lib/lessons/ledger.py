@@ -393,8 +393,11 @@ VERDICT_RULE = """\
    contradicted at toy scale; otherwise: no clear difference (neither side wins).
 4. Size. A claim that names a size ("a lot") needs an effect of at least that size; a clear effect
    in the claimed direction that is smaller: nuanced.
-5. "Similar" claims. Every run inside the stated band: supported; every run outside it:
-   contradicted at toy scale; runs on both sides of its edge: cannot be shown at toy scale.
+5. "Similar" claims. A band states what the claim calls similar (e.g. a compute ratio within a
+   factor 1.5 either way), and the runs' edge is tested as rule 3 tests "no effect": every run
+   inside the band and their mean ± 2 sd inside it too: supported; every run beyond the same edge
+   and their mean ± 2 sd beyond it too: contradicted at toy scale; otherwise (runs on both sides
+   of an edge, or too close to it for their spread): cannot be shown at toy scale.
 6. Parts. A claim with two parts gets one verdict per part; the claim's verdict is theirs when they
    agree and nuanced when they do not, and the ledger shows every part."""
 
@@ -592,8 +595,12 @@ def _judge_effects(effects: list[float], null: float, higher_is_better: bool, mi
 def judge_similar(effects: Sequence[float], band: tuple[float, float], *, what: str, min_seeds: int = MIN_SEEDS,
                   part: str = "", fmt: str = "{:.3g}") -> Verdict:
     """The rule for a claim that two things are about equal ("similar compute"): ``effects`` are per-run
-    comparisons (e.g. a per-seed ratio), ``band = (lo, hi)`` what the claim calls similar (e.g. ``(0.8, 1.25)``).
-    Every run inside: supported; every run outside: contradicted at toy scale; some in, some out: cannot be shown."""
+    comparisons (e.g. a per-seed ratio), ``band = (lo, hi)`` what the claim calls similar (e.g. ``(2/3, 1.5)``).
+
+    Rule 5 of :data:`VERDICT_RULE`: every run inside the band, and the runs' mean ± 2 sd inside it: supported; every
+    run beyond the same edge, and their mean ± 2 sd beyond it: contradicted at toy scale; anything else (runs on
+    both sides of an edge, or runs beyond it by less than their spread): cannot be shown at toy scale. An infinite
+    run (a target never reached) lies beyond the upper edge; the mean and sd are those of the finite runs."""
     _check_seeds(min_seeds)
     e = _runs(effects, "effects", allow_inf=True)  # an infinite ratio (never reached) is outside any band
     lo, hi = (float(x) for x in band)
@@ -603,12 +610,30 @@ def judge_similar(effects: Sequence[float], band: tuple[float, float], *, what: 
     early = _too_few({"": e}, min_seeds, what, part, numbers)
     if early:
         return early
+    finite = [x for x in e if math.isfinite(x)]
+    mean = statistics.mean(finite) if finite else math.inf
+    sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    low, high = (mean - 2 * sd, mean + 2 * sd) if finite else (math.inf, math.inf)
+    numbers |= {"mean": mean, "sd": sd}
     inside = sum(lo <= x <= hi for x in e)
     shown = f"{what}: {spread(e, fmt)} over {len(e)} runs, against the band {_num(lo, fmt)}-{_num(hi, fmt)} for 'similar'"
+    interval = f"mean ± 2 sd {_num(low, fmt)} to {_num(high, fmt)}"
     if inside == len(e):
-        return Verdict("supported", f"{shown}: every run inside it.", part, numbers)
+        if lo <= low and high <= hi:
+            return Verdict("supported", f"{shown}: every run inside it.", part, numbers)
+        return Verdict("cannot be shown at toy scale", f"{shown}: every run inside it, but their {interval} reaches past "
+                                                       "its edge, so their spread cannot tell.", part, numbers)
+    above, below = all(x > hi for x in e), all(x < lo for x in e)
+    if above or below:
+        if (above and low > hi) or (below and high < lo):
+            return Verdict("contradicted at toy scale", f"{shown}: every run outside it.", part, numbers)
+        edge = hi if above else lo
+        return Verdict("cannot be shown at toy scale", f"{shown}: every run outside it, but their {interval} reaches "
+                                                       f"back past its edge {_num(edge, fmt)}, so the runs sit too close "
+                                                       "to it for their spread.", part, numbers)
     if inside == 0:
-        return Verdict("contradicted at toy scale", f"{shown}: every run outside it.", part, numbers)
+        return Verdict("cannot be shown at toy scale", f"{shown}: runs on both sides of it, {interval}: too scattered "
+                                                       "to say.", part, numbers)
     return Verdict("cannot be shown at toy scale", f"{shown}: {inside} of {len(e)} runs inside, so the seeds scatter "
                                                    "across its edge.", part, numbers)
 
