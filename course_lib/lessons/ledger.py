@@ -393,8 +393,9 @@ VERDICT_RULE = """\
    contradicted at toy scale; otherwise: no clear difference (neither side wins).
 4. Size. A claim that names a size ("a lot") needs an effect of at least that size; a clear effect
    in the claimed direction that is smaller: nuanced.
-5. "Similar" claims. A band states what the claim calls similar (e.g. a compute ratio within a
-   factor 1.5 either way), and the runs' edge is tested as rule 3 tests "no effect": every run
+5. "Similar" claims. The lesson states a band for what it calls similar (e.g. a compute ratio
+   within a factor 1.5 either way; a claim that says "similar" names no number), and the band's
+   edge is tested as rule 3 tests "no effect": every run
    inside the band and their mean ± 2 sd inside it too: supported; every run beyond the same edge
    and their mean ± 2 sd beyond it too: contradicted at toy scale; otherwise (runs on both sides
    of an edge, or too close to it for their spread): cannot be shown at toy scale.
