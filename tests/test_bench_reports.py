@@ -47,7 +47,8 @@ def _pyproject_setuptools() -> dict:
 def test_pyproject_lists_every_package_and_maps_the_results_folder():
     config = _pyproject_setuptools()
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "course_lib").rglob("__init__.py")}
-    assert set(config["packages"]) == on_disk | {"course_lib.benchmark_results"}, "a new subpackage must be listed"
+    shipped_data = {"course_lib.benchmark_results", "course_lib.claims_results"}  # tests/test_ledger_shipped.py: the ledger
+    assert set(config["packages"]) == on_disk | shipped_data, "a new subpackage must be listed"
     assert config["package-dir"]["course_lib.benchmark_results"] == "benchmarks/results"
     assert bench.RESULTS_FOLDERS[1] == ROOT / "course_lib" / "benchmark_results"  # where that install puts it
     # that an install really carries them: tests/test_notebook_tooling.py's Colab setup-cell install test

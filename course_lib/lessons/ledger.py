@@ -66,9 +66,19 @@ CLAIMS: dict[int, str] = {
 }
 
 
-def results_dir() -> Path:
-    """``results/claims`` at the repository root (the folder above ``course_lib``)."""
-    return Path(__file__).resolve().parents[2] / "results" / "claims"
+#: Where the saved verdicts can be: the repository's ``results/claims`` (a checkout, an editable install),
+#: then the copy that a regular install of course_lib carries as the package ``course_lib.claims_results``
+#: (pyproject.toml maps it; Colab), as for benchmark results. A full-mode run writes to the first that
+#: exists, so on Colab a lesson the learner reran replaces that lesson's shipped file and no other.
+RESULTS_FOLDERS = (Path(__file__).resolve().parents[2] / "results" / "claims",
+                   Path(__file__).resolve().parents[1] / "claims_results")
+
+
+def results_dir(folders: Sequence[str | Path] | None = None) -> Path:
+    """The first of ``folders`` that exists (default :data:`RESULTS_FOLDERS`: the repository's ``results/claims``,
+    else the copy shipped with course_lib); the first one if none does, so :func:`record_claim` creates it there."""
+    folders = [Path(f) for f in (RESULTS_FOLDERS if folders is None else folders)]
+    return next((f for f in folders if f.is_dir()), folders[0])
 
 
 def record_claim(
@@ -122,7 +132,8 @@ def record_claim(
 
 
 def load_ledger(folder: str | Path | None = None) -> dict[int, list[dict[str, Any]]]:
-    """Every saved verdict, grouped by claim number (a claim may be tested in several lessons)."""
+    """Every saved verdict, grouped by claim number (a claim may be tested in several lessons), read from
+    ``folder`` (default :func:`results_dir`: the repository's ``results/claims``, else the shipped copy)."""
     path = Path(folder) if folder is not None else results_dir()
     ledger: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
     for file in sorted(path.glob("*.json")):
