@@ -255,8 +255,8 @@ def ask(mc: MultipleChoice | str, widget: bool | None = None) -> None:
             pass
     print(mc.text())
     # spelled out in full: the setup cell imports course_lib, nothing imports check() by itself
-    how = f'course_lib.learner.quiz.check("{mc.id}", "a")' if mc.id else 'QUESTION.check("a")'
-    print(f"Predict first, then answer in code, e.g. {how}.")
+    how = f'course_lib.learner.quiz.check("{mc.id}", "<letter>")' if mc.id else 'QUESTION.check("<letter>")'
+    print(f"Predict first, then answer in code with your option's letter in place of <letter>: {how}")
     return None
 
 
