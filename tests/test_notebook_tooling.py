@@ -882,6 +882,8 @@ def test_nbval_sanitize_patterns_cover_what_varies():
     assert clean("course_lib 0.1.0 | device: cpu (2 threads)") == clean(
         "course_lib 0.1.0 | device: cuda (Tesla T4), autocast dtype float16")
     assert clean("1234.5 tokens/s") == clean("99 tokens/s")
+    assert clean('  b) 4\nPredict first, then answer in code, e.g. course_lib.learner.quiz.check("x", "a").\n') == clean(
+        '  b) 4\nPredict first, then answer in code with your letter: course_lib.learner.quiz.check("x", "<letter>")\n')
     assert clean("saved /tmp/tmpa1b2c3d4/ckpt.pt") == clean("saved /tmp/tmpzz99yy88/ckpt.pt")
     # `execute` stores paths into the notebook's folder as ./...; a live nbval run prints them absolute
     assert clean("/home/me/course/notebooks/data.tsv\n/srv/ci/solutions\n") == clean("./data.tsv\n.\n")
