@@ -12,7 +12,9 @@
 ``N`` is the number of *non-embedding* parameters (what :meth:`~course_lib.models.DecoderOnly.num_parameters`
 returns by default), ``L`` the number of layers, ``n_ctx`` the context length, ``d`` the model width.
 
-Why "2·N": every weight is used once per token in one multiply and one add. Why "2·L·n_ctx·d":
+Why "2·N": every weight is used once per token in one multiply and one add. Why "2·L·n_ctx·d"
+in Kaplan et al.'s estimate ("Scaling Laws for Neural Language Models", arXiv 2001.08361, Table 1):
+the paper does not say how it counted the term. This course reads it as a causal pass's average:
 the scores ``QKᵀ`` and the mix ``softmax(·) V`` each cost ``2·n_ctx·d`` per token and layer
 (4·n_ctx·d together), and a causal mask lets a token see only half the context on average.
 """
@@ -118,10 +120,10 @@ def stack_params(cfg: ModelConfig, family: str) -> dict[str, int]:
 
 
 def forward_flops_per_token(n_params: int, n_layers: int, n_ctx: int, d: int) -> float:
-    """Kaplan et al.'s estimate ``2·N + 2·L·n_ctx·d`` for one token of a forward pass.
+    """Kaplan et al.'s estimate ``2·N + 2·L·n_ctx·d`` for one token of a forward pass (arXiv 2001.08361, Table 1).
 
-    ``N`` non-embedding parameters; the second term is attention over the context (already
-    halved for a causal mask, see the module docstring). Leaves out the output layer (2·d·V),
+    ``N`` non-embedding parameters; the second term is attention over the context (read by this
+    course as halved for a causal mask, see the module docstring). Leaves out the output layer (2·d·V),
     norms, softmax and other element-wise work.
     """
     return 2 * n_params + 2 * n_layers * n_ctx * d
@@ -216,9 +218,9 @@ def decode_step_flops(n_params: int, n_layers: int, n_ctx: int, d: int, vocab: i
     ``2·N + 4·L·n_ctx·d + 2·d·V``.
 
     One new query attends to ``n_ctx`` cached keys (itself included): ``QKᵀ`` and ``·V`` cost
-    ``2·n_ctx·d`` each per layer, so ``4·L·n_ctx·d``, **not** the training-averaged ``2·L·n_ctx·d``
-    of :func:`forward_flops_per_token` (that one halves the context because in a causal pass over
-    n_ctx tokens the average token sees half of them). ``2·d·V`` is the output layer (``vocab``).
+    ``2·n_ctx·d`` each per layer, so ``4·L·n_ctx·d``, **not** the ``2·L·n_ctx·d`` of Kaplan et al.'s
+    estimate (:func:`forward_flops_per_token`; this course reads that term as a causal pass's average,
+    in which a token sees half of the n_ctx keys). ``2·d·V`` is the output layer (``vocab``).
     """
     return 2 * n_params + 4 * n_layers * n_ctx * d + 2 * d * vocab
 
