@@ -139,6 +139,9 @@ def scaled_dot_product_attention(
     line by line. Both give the same answer, and a query whose keys are *all* masked
     gets an output of zeros (never NaN).
     """
+    if mask is not None and mask.dtype == torch.bool and _sync_is_cheap(mask) and bool(mask.all()):
+        _check_qkv(q, k, v, mask)  # a mask of the wrong shape is still refused
+        mask = None  # it hides nothing (an unpadded batch): the unmasked kernels give the same answer, faster
     groups, kernel = kv_groups(q, k), _causal_kernel_exact(q.shape[-2], k.shape[-2], causal, mask, bias, return_weights)
     # every query sees every key: no mask or bias, and causal only for one query (the newest position, a decoding step)
     all_keys = mask is None and bias is None and not return_weights and not (causal and q.shape[-2] > 1)

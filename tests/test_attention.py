@@ -509,3 +509,18 @@ def test_encoder_block_given_context_points_to_cross_decoder_block():
     # while CrossDecoderBlock does take one
     out = CrossDecoderBlock(cfg)(torch.zeros(1, 3, 8), torch.randn(1, 2, 8))
     assert out.shape == (1, 3, 8)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_mask_that_hides_nothing_equals_no_mask(causal):
+    """An unpadded batch's padding mask (all True) is dropped for the unmasked kernels: the same answer as
+    PyTorch's attention without a mask, and a mask of a real padded batch still hides its keys."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    keep = torch.ones(2, 1, 1, 5, dtype=torch.bool)
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    assert torch.allclose(scaled_dot_product_attention(q, k, v, keep, causal=causal), expected, atol=1e-6)
+    keep[1, ..., -2:] = False  # the second sequence ends in two pads
+    out = scaled_dot_product_attention(q, k, v, keep, causal=causal)
+    ref = F.scaled_dot_product_attention(q[1:, :, :3], k[1:, :, :3], v[1:, :, :3], is_causal=causal)
+    assert torch.allclose(out[1:, :, :3], ref, atol=1e-6)

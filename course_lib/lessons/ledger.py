@@ -267,7 +267,7 @@ def not_measured_hint(claim: int) -> str:
 
 def notebooks_dir() -> Path:
     """``notebooks/`` at the repository root (absent where course_lib is installed without the course)."""
-    return results_dir().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def lesson_headings(lesson: str, folder: str | Path | None = None) -> list[str]:
