@@ -14,7 +14,7 @@ HW = {"peak_flops": 1e9, "bandwidth": 1e9}
 
 
 def _cfg(**kw):
-    return ModelConfig(vocab_size=40, d_model=16, n_heads=4, n_layers=2, max_len=64, **kw)
+    return ModelConfig(**{"vocab_size": 40, "d_model": 16, "n_heads": 4, "n_layers": 2, "max_len": 64, **kw})
 
 
 @pytest.mark.parametrize("kw", [{}, dict(n_kv_heads=2, n_dec_layers=1)])
@@ -69,3 +69,25 @@ def test_timings_return_their_runs_for_a_verdict():
     for fam, r in par.items():
         if "time_ratio" in r:
             assert len(r["time_ratio"]["runs"]) == 3 and all(x > 0 for x in r["time_ratio"]["runs"])
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_count_step_calls_matches_the_arithmetic_counted_by_hand(n_layers):
+    # A pre-norm GPT step with a GELU FFN, per layer: W_qkv, W_O, W_1, W_2 (4 linears), 2 LayerNorms, 1 attention,
+    # 1 GELU; then the final LayerNorm and the LM head (1 linear): 4L + 1 linears, 2L + 1 norms.
+    model = latency._untrained("decoder-only", _cfg(n_layers=n_layers, ffn="gelu", norm="layer"))
+    x = torch.randint(3, 40, (1, 5))
+    general = latency.count_step_calls(model, x)
+    fast = latency.count_step_calls(model, x, fast_path=True)
+    for calls in (general, fast):
+        assert calls["linear"] == 4 * n_layers + 1 and calls["layer_norm"] == 2 * n_layers + 1
+        assert calls["scaled_dot_product_attention"] == n_layers and calls["gelu"] == n_layers
+        assert calls["__get__"] == 0  # attribute reads (.shape) are not counted
+    assert latency.count_step_ops(model, x) == sum(general.values())
+    assert not fast - general and sum(fast.values()) < sum(general.values())  # the fast path only drops calls
+
+
+def test_count_step_calls_grow_by_the_same_number_per_layer():
+    x = torch.randint(3, 40, (1, 5))
+    totals = [latency.count_step_ops(latency._untrained("decoder-only", _cfg(n_layers=n)), x) for n in (1, 2, 3)]
+    assert totals[2] - totals[1] == totals[1] - totals[0] > 0

@@ -17,10 +17,12 @@ Decoding goes through :class:`course_lib.generation.DecodingSession` on its gene
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 from .. import costs
 from ..bench import time_fn
@@ -122,23 +124,38 @@ def matched_pair(d_model: int = 64, n_heads: int = 4, dec_layers: int = 9, vocab
     return {"decoder-only": ModelConfig(n_layers=dec_layers, **base), "encoder-decoder": ModelConfig(n_layers=ed_layers, **base)}
 
 
+class _CallCounter(TorchFunctionMode):
+    """Counts, by name, the torch functions and tensor methods called inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", repr(func))
+        if name != "__get__":  # attribute reads (.shape, .device) are not kernels
+            self.calls[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_step_calls(model, inputs: Tensor, *, fast_path: bool = False) -> Counter[str]:
+    """The torch functions and tensor methods, by name (``"linear"``, ``"add"``, ``"dim"``...), that one
+    cached decoding step calls after the session has read ``inputs`` ``(B, n)``. Counted with a
+    ``TorchFunctionMode``, so plain Python around the calls is not seen. ``fast_path=False``: the
+    general forward pass (lesson 06's path); ``True``: the flat step ``generate`` uses where it can."""
+    session, token = DecodingSession(model, inputs, fast_path=fast_path), inputs[:, -1]  # any valid id costs the same
+    with torch.inference_mode():  # as generate runs
+        session.start()
+        with _CallCounter() as counter:
+            session.step(token)
+    return counter.calls
+
+
 def count_step_ops(model, inputs: Tensor) -> int:
-    """How many torch operations one cached decoding step runs (after reading ``inputs``): at toy
-    width each costs about the same fixed overhead, so time per token ∝ this count."""
-    from torch.overrides import TorchFunctionMode
-
-    class _Count(TorchFunctionMode):
-        n = 0
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            if getattr(func, "__name__", "") != "__get__":  # attribute reads (.shape) are not kernels
-                _Count.n += 1
-            return func(*args, **(kwargs or {}))
-
-    session, token = _started(model, inputs)
-    with torch.no_grad(), _Count():
-        session.step(token)
-    return _Count.n
+    """How many torch calls one cached decoding step makes on the general path: the total of
+    :func:`count_step_calls`. At toy width each costs about the same fixed overhead, so the time per
+    token grows with this count."""
+    return sum(count_step_calls(model, inputs).values())
 
 
 # --------------------------------------------------------------------------- experiments (lesson 06)
@@ -360,6 +377,7 @@ __all__ = [
     "measure_bandwidth",
     "time_generation",
     "matched_pair",
+    "count_step_calls",
     "count_step_ops",
     "count_flops",
 ]
