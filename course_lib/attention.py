@@ -140,7 +140,11 @@ def scaled_dot_product_attention(
     gets an output of zeros (never NaN).
     """
     if mask is not None and mask.dtype == torch.bool and _sync_is_cheap(mask) and bool(mask.all()):
-        _check_qkv(q, k, v, mask)  # a mask of the wrong shape is still refused
+        kc, vc = k, v
+        if k.dim() >= 3 and q.dim() >= 3 and k.shape[-3] != q.shape[-3]:  # GQA: K/V seen with q's heads, as views
+            kc = k[..., :1, :, :].expand(*k.shape[:-3], q.shape[-3], *k.shape[-2:])
+            vc = v[..., :1, :, :].expand(*v.shape[:-3], q.shape[-3], *v.shape[-2:])
+        _check_qkv(q, kc, vc, mask)  # a mask of the wrong shape is still refused
         mask = None  # it hides nothing (an unpadded batch): the unmasked kernels give the same answer, faster
     groups, kernel = kv_groups(q, k), _causal_kernel_exact(q.shape[-2], k.shape[-2], causal, mask, bias, return_weights)
     # every query sees every key: no mask or bias, and causal only for one query (the newest position, a decoding step)

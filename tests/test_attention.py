@@ -524,3 +524,15 @@ def test_mask_that_hides_nothing_equals_no_mask(causal):
     out = scaled_dot_product_attention(q, k, v, keep, causal=causal)
     ref = F.scaled_dot_product_attention(q[1:, :, :3], k[1:, :, :3], v[1:, :, :3], is_causal=causal)
     assert torch.allclose(out[1:, :, :3], ref, atol=1e-6)
+
+
+def test_mask_that_hides_nothing_with_grouped_kv_heads():
+    """Grouped-query attention (2 K/V heads for 4 query heads) with an all-True mask: the same answer as the K/V
+    heads repeated, and a wrong-shaped all-True mask is still refused."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 5, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8)
+    expected = F.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1))
+    out = scaled_dot_product_attention(q, k, v, torch.ones(2, 1, 1, 5, dtype=torch.bool))
+    assert torch.allclose(out, expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(2, 1, 1, 6\)"):
+        scaled_dot_product_attention(q, k, v, torch.ones(2, 1, 1, 6, dtype=torch.bool))
