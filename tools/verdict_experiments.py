@@ -5,11 +5,13 @@ notebook: the numbers and the verdicts that the proposed lesson cells compute (`
     python tools/verdict_experiments.py --cache /tmp/exp     # keep (and reuse) the pretrained models there
     python tools/verdict_experiments.py --only 8 11          # some claims
     python tools/verdict_experiments.py --rejudge            # verdicts again from the saved numbers, no training
+    python tools/verdict_experiments.py --trials             # claim 10's task-size trials (six seeds, ~25 minutes)
 
 Writes ``results/experiments/raw.json`` (every per-seed number, with the hardware and seconds per experiment) and
 ``results/experiments/claims/07_encoder_decoder_revisited.json`` (the verdicts, through ``ledger.record_claim``:
 readable with ``ledger.load_ledger("results/experiments/claims")``). The course's ledger in ``results/claims/`` is written only by
-the lessons themselves.
+the lessons themselves. ``--trials`` writes ``results/experiments/biattn_trials.json``: the sorting task at the sizes lesson 07
+tried before choosing its own (per-seed exact match and token accuracy, and the rule's verdict for each size).
 """
 from __future__ import annotations
 
@@ -30,13 +32,15 @@ LESSON = "07_encoder_decoder_revisited"
 
 # lesson 07's full-mode sizes
 T, P, SEEDS, STEPS, LR = 32, 16, [0, 1, 2], 200, 3e-3
-ABLATION_LRS = (0.1, 0.3)  # judged at 0.1; 0.3 (the top of lesson 07's sweep) reported: every variant trains badly
+ABLATION_LRS = (0.1, 0.3)
+# claim 10's trials: (shortest, longest sequence, fine-tuning steps); lesson 07 uses (7, 12, 200)
+TRIALS, TRIAL_SEEDS = [(3, 6, 150), (3, 6, 400), (7, 12, 200), (7, 12, 300)], [0, 1, 2, 3, 4, 5]  # judged at 0.1; 0.3 (the top of lesson 07's sweep) reported: every variant trains badly
 
 
-def pretrained_models(cfgs, train_chunks, cache: Path | None):
+def pretrained_models(cfgs, train_chunks, cache: Path | None, seeds=SEEDS):
     """Lesson 07's pretraining runs (and DecLLM at half the batch), loaded from ``cache`` when saved there."""
     models = {}
-    for seed in SEEDS:
+    for seed in seeds:
         for run, family, batch in (("decoder", "decoder", 32), ("encdec", "encdec", 32), ("decoder_half_batch", "decoder", 16)):
             path = cache / f"{family}_b{batch}_s{seed}.pt" if cache else None
             model = redllm.build(family, cfgs[family])
@@ -95,8 +99,8 @@ def verdicts(claim: int, r: dict) -> tuple[list[ledger.Verdict], str, str]:
     if claim == 10:
         v = ledger.judge(r["exact"]["prefixlm"], r["exact"]["decoder"], higher_is_better=True, paired=True, floor=5.0,
                          ceiling=95.0, min_effect=10.0, names=("BiAttn", "causal"), what=f"exact match (%) after {r['steps']} fine-tuning steps")
-        return ([v], f"Token accuracy: BiAttn {ledger.spread(r['token_acc']['prefixlm'])}%, causal "
-                     f"{ledger.spread(r['token_acc']['decoder'])}%. Sorting 7-12 symbols of 10.", "6. Claim 10")
+        return ([v], (f"Token accuracy: BiAttn {ledger.spread(r['token_acc']['prefixlm'])}%, causal "
+                      f"{ledger.spread(r['token_acc']['decoder'])}%. Sorting 7-12 symbols of 10."), "6. Claim 10")
     if claim == 11:
         judged, reported = (ex.norm_verdicts(r[str(lr)]) for lr in ABLATION_LRS)
         return (judged, f"At lr {ABLATION_LRS[1]:g}, where every variant trains badly: "
@@ -104,12 +108,36 @@ def verdicts(claim: int, r: dict) -> tuple[list[ledger.Verdict], str, str]:
     raise ValueError(f"no verdict for claim {claim}")
 
 
+def trials(models: dict) -> dict:
+    """Claim 10's BiAttn comparison at each size of :data:`TRIALS`, over :data:`TRIAL_SEEDS`, judged as lesson 07 judges it."""
+    symbols, out = list(range(6, 16)), {}
+    for lo, hi, steps in TRIALS:
+        train_pairs = ex.finetune_pairs("sort", 4000, 1, symbols=symbols, min_len=lo, max_len=hi)
+        test_pairs = ex.finetune_pairs("sort", 300, 2, symbols=symbols, min_len=lo, max_len=hi)
+        r = ex.biattn_finetune(models, train_pairs, test_pairs, seeds=TRIAL_SEEDS, steps=steps, lr=LR)
+        v = ledger.judge(r["exact"]["prefixlm"], r["exact"]["decoder"], higher_is_better=True, paired=True, floor=5.0,
+                         ceiling=95.0, min_effect=10.0, names=("BiAttn", "causal"), what=f"exact match (%) after {steps} steps")
+        out[f"sort {lo}-{hi} symbols, {steps} steps"] = {"exact": r["exact"], "token_acc": r["token_acc"], "seeds": TRIAL_SEEDS,
+                                                         "verdict": v.verdict, "reason": v.reason}
+        print(f"trial {lo}-{hi}, {steps} steps: {v}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, help="folder to keep the pretrained models in (reused when present)")
     parser.add_argument("--only", nargs="+", type=int, choices=(6, 8, 10, 11), default=(6, 8, 10, 11))
     parser.add_argument("--rejudge", action="store_true", help="no training: verdicts from results/experiments/raw.json")
+    parser.add_argument("--trials", action="store_true", help="claim 10's task-size trials only (results/experiments/biattn_trials.json)")
     args = parser.parse_args()
+    if args.trials:
+        torch.set_num_threads(1)
+        tok, train, _, _ = redllm.text_corpus(T, seed=0, n_train=20000, n_valid=2000, long_length=8 * T)
+        cfgs = redllm.recipe_configs(tok.vocab_size, d_model=32, n_heads=4, dec_layers=9)
+        out = {"hardware": hardware_info(), "threads": 1} | trials(pretrained_models(cfgs, train, args.cache, TRIAL_SEEDS))
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "biattn_trials.json").write_text(json.dumps(ledger.json_safe(out), indent=1) + "\n")
+        return
     raw_file = OUT / "raw.json"
     raw = json.loads(raw_file.read_text()) if raw_file.exists() else {}
     if not args.rejudge:
