@@ -91,3 +91,15 @@ def test_count_step_calls_grow_by_the_same_number_per_layer():
     x = torch.randint(3, 40, (1, 5))
     totals = [latency.count_step_ops(latency._untrained("decoder-only", _cfg(n_layers=n)), x) for n in (1, 2, 3)]
     assert totals[2] - totals[1] == totals[1] - totals[0] > 0
+
+
+def test_scenario_predicts_ttft_from_the_first_output_not_the_whole_generation():
+    pair = latency.matched_pair(d_model=16, n_heads=4, dec_layers=3, vocab=40, max_len=64)
+    P, G = 12, 5
+    ttft = latency.scenario(pair, P, G, HW, repeat=1, count=False)["ratios"]["ttft"]
+    first = {a: {f: costs.generation_flops(c, f, P, G, attention=a)["first_token"] for f, c in pair.items()} for a in ("full", "causal")}
+    assert ttft["predicted"] == pytest.approx(first["full"]["encoder-decoder"] / first["full"]["decoder-only"])
+    assert ttft["predicted_causal"] == pytest.approx(first["causal"]["encoder-decoder"] / first["causal"]["decoder-only"])
+    assert ttft["predicted"] < ttft["predicted_causal"]  # the masked half only adds to the decoder-only prefill
+    total = {f: costs.generation_flops(c, f, P, G, attention="full")["total"] for f, c in pair.items()}
+    assert ttft["predicted"] != pytest.approx(total["encoder-decoder"] / total["decoder-only"])
