@@ -50,7 +50,9 @@ CLAIMS: dict[int, str] = {
     3: "Inference cost: an encoder is one pass; decoder-only pays the whole prompt (prefill) before its first token; "
        "an encoder-decoder pays one encoder pass plus one decoder step.",
     4: "An encoder-decoder is more efficient than a causal LM on transformation (input -> output) tasks.",
-    5: "Most retrieval embedding models are encoder-only.",
+    5: "Most retrieval embedding models are encoder-only (a count of the field's models; the course tests the reason "
+       "usually given: an encoder's pooled vectors, every position having read the whole text, embed sentences better "
+       "than a causal LM's).",
     6: "(a) At equal parameters a decoder-only model needs about 2x the training FLOPs per sequence; "
        "(b) to reach a given perplexity the two need similar training compute (arXiv 2510.26622: on a "
        "training-FLOPs axis the quality gap almost disappears, section 5; in its compute-optimal fit, Fig. 3, "
