@@ -139,7 +139,8 @@ def scaled_dot_product_attention(
     line by line. Both give the same answer, and a query whose keys are *all* masked
     gets an output of zeros (never NaN).
     """
-    if mask is not None and mask.dtype == torch.bool and _sync_is_cheap(mask) and bool(mask.all()):
+    # (only a mask on q's own device: one on another device is a caller's bug that the kernels should still report)
+    if mask is not None and mask.dtype == torch.bool and _sync_is_cheap(mask) and mask.device == q.device and bool(mask.all()):
         kc, vc = k, v
         if k.dim() >= 3 and q.dim() >= 3 and k.shape[-3] != q.shape[-3]:  # GQA: K/V seen with q's heads, as views
             kc = k[..., :1, :, :].expand(*k.shape[:-3], q.shape[-3], *k.shape[-2:])

@@ -219,6 +219,7 @@ def _copy_package_source(dest: Path) -> Path:
     shutil.copytree(ROOT / "course_lib", dest / "course_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     # pyproject.toml ships the saved benchmark reports inside the package (lesson 06 reads them on Colab)
     shutil.copytree(ROOT / "benchmarks" / "results", dest / "benchmarks" / "results", ignore=shutil.ignore_patterns("*.md"))
+    shutil.copytree(ROOT / "results" / "claims", dest / "results" / "claims")  # and the ledger (lesson 08 on Colab)
     readme = ROOT / "README.md"
     if readme.is_file():
         shutil.copy2(readme, dest / "README.md")
@@ -260,6 +261,8 @@ def test_setup_cell_in_colab_pip_installs_from_the_source_and_pins_colab_package
     assert list(target.glob("course_lib-*.dist-info"))
     shipped = {p.name for p in (target / "course_lib" / "benchmark_results").glob("*.json")}
     assert shipped and shipped == {p.name for p in (ROOT / "benchmarks" / "results").glob("*.json")}  # lesson 06's reports
+    claims = {p.name for p in (target / "course_lib" / "claims_results").glob("*.json")}
+    assert claims and claims == {p.name for p in (ROOT / "results" / "claims").glob("*.json")}  # lesson 08's ledger
     assert not (target / "torch").exists() and not (target / "ipywidgets").exists()
     assert "device:" in out
 
