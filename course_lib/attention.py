@@ -139,20 +139,17 @@ def scaled_dot_product_attention(
     line by line. Both give the same answer, and a query whose keys are *all* masked
     gets an output of zeros (never NaN).
     """
-    # (only a mask on q's own device: one on another device is a caller's bug that the kernels should still report)
-    if mask is not None and mask.dtype == torch.bool and _sync_is_cheap(mask) and mask.device == q.device and bool(mask.all()):
-        kc, vc = k, v
-        if k.dim() >= 3 and q.dim() >= 3 and k.shape[-3] != q.shape[-3]:  # GQA: K/V seen with q's heads, as views
-            kc = k[..., :1, :, :].expand(*k.shape[:-3], q.shape[-3], *k.shape[-2:])
-            vc = v[..., :1, :, :].expand(*v.shape[:-3], q.shape[-3], *v.shape[-2:])
-        _check_qkv(q, kc, vc, mask)  # a mask of the wrong shape is still refused
-        mask = None  # it hides nothing (an unpadded batch): the unmasked kernels give the same answer, faster
     groups, kernel = kv_groups(q, k), _causal_kernel_exact(q.shape[-2], k.shape[-2], causal, mask, bias, return_weights)
     # every query sees every key: no mask or bias, and causal only for one query (the newest position, a decoding step)
     all_keys = mask is None and bias is None and not return_weights and not (causal and q.shape[-2] > 1)
     if groups > 1 and not (kernel and _KERNEL_GQA) and not all_keys:  # those two read grouped heads as they are
         k, v = k.repeat_interleave(groups, dim=-3), v.repeat_interleave(groups, dim=-3)
     _check_qkv(q, k, v, mask)
+    # a mask that hides nothing (an unpadded batch) is no mask: the unmasked kernels give the same answer, faster
+    # (only one on q's own device: a mask left elsewhere is a caller's bug that the kernels should still report)
+    if mask is not None and mask.device == q.device and _sync_is_cheap(mask) and bool(mask.all()):
+        return scaled_dot_product_attention(q, k, v, causal=causal, return_weights=return_weights, dropout_p=dropout_p,
+                                            bias=bias, scale=scale)
     if kernel:
         gqa = {"enable_gqa": True} if k.shape[-3] != q.shape[-3] else {}
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale, **gqa)
