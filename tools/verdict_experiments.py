@@ -33,7 +33,8 @@ LESSON = "07_encoder_decoder_revisited"
 # lesson 07's full-mode sizes
 T, P, SEEDS, STEPS, LR = 32, 16, [0, 1, 2], 200, 3e-3
 ABLATION_LRS = (0.1, 0.3)
-# claim 10's trials: (shortest, longest sequence, fine-tuning steps); lesson 07 uses (7, 12, 200)
+# claim 10's task: (shortest, longest sequence, fine-tuning steps), lesson 07's and the trials that chose it
+SORT_TASK = (7, 12, 200)
 TRIALS, TRIAL_SEEDS = [(3, 6, 150), (3, 6, 400), (7, 12, 200), (7, 12, 300)], [0, 1, 2, 3, 4, 5]  # judged at 0.1; 0.3 (the top of lesson 07's sweep) reported: every variant trains badly
 
 
@@ -68,10 +69,7 @@ def measure(claim: int, data: dict, models: dict) -> dict:
                                     [T, 2 * T, 4 * T, 8 * T])
         return r | {"ppl": {f: {str(L): x for L, x in d.items()} for f, d in r["ppl"].items()}}
     if claim == 10:
-        symbols = list(range(6, 16))
-        train_pairs = ex.finetune_pairs("sort", 4000, 1, symbols=symbols, min_len=7, max_len=12)
-        test_pairs = ex.finetune_pairs("sort", 300, 2, symbols=symbols, min_len=7, max_len=12)
-        return ex.biattn_finetune(models, train_pairs, test_pairs, seeds=SEEDS, steps=200, lr=LR, variants=("decoder", "prefixlm"))
+        return sort_finetune(models, SEEDS, *SORT_TASK)
     if claim == 11:
         return {str(lr): ex.norm_ablation(data["vocab"], data["train"], data["valid"][:128], seeds=SEEDS, lr=lr, steps=100)
                 for lr in ABLATION_LRS}
@@ -97,10 +95,9 @@ def verdicts(claim: int, r: dict) -> tuple[list[ledger.Verdict], str, str]:
                          names=("RedLLM", "DecLLM"), what=f"perplexity at {8 * T} / at {T} tokens (trained at {T})")
         return [v], "Short independent sentences: a long context adds little information.", "4. Claim 8"
     if claim == 10:
-        v = ledger.judge(r["exact"]["prefixlm"], r["exact"]["decoder"], higher_is_better=True, paired=True, floor=5.0,
-                         ceiling=95.0, min_effect=10.0, names=("BiAttn", "causal"), what=f"exact match (%) after {r['steps']} fine-tuning steps")
-        return ([v], (f"Token accuracy: BiAttn {ledger.spread(r['token_acc']['prefixlm'])}%, causal "
-                      f"{ledger.spread(r['token_acc']['decoder'])}%. Sorting 7-12 symbols of 10."), "6. Claim 10")
+        lo, hi, _ = SORT_TASK
+        return ([judge_biattn(r)], (f"Token accuracy: BiAttn {ledger.spread(r['token_acc']['prefixlm'])}%, causal "
+                                    f"{ledger.spread(r['token_acc']['decoder'])}%. Sorting {lo}-{hi} symbols of 10."), "6. Claim 10")
     if claim == 11:
         judged, reported = (ex.norm_verdicts(r[str(lr)]) for lr in ABLATION_LRS)
         return (judged, f"At lr {ABLATION_LRS[1]:g}, where every variant trains badly: "
@@ -108,15 +105,27 @@ def verdicts(claim: int, r: dict) -> tuple[list[ledger.Verdict], str, str]:
     raise ValueError(f"no verdict for claim {claim}")
 
 
+def sort_finetune(models: dict, seeds, lo: int, hi: int, steps: int) -> dict:
+    """Claim 10's experiment: each seed's DecLLM fine-tuned to sort ``lo``-``hi`` of 10 symbols, causal and BiAttn."""
+    symbols = list(range(6, 16))
+    train_pairs = ex.finetune_pairs("sort", 4000, 1, symbols=symbols, min_len=lo, max_len=hi)
+    test_pairs = ex.finetune_pairs("sort", 300, 2, symbols=symbols, min_len=lo, max_len=hi)
+    return ex.biattn_finetune(models, train_pairs, test_pairs, seeds=seeds, steps=steps, lr=LR, variants=("decoder", "prefixlm"))
+
+
+def judge_biattn(r: dict) -> ledger.Verdict:
+    """Claim 10's verdict, as lesson 07 judges it: paired by seed, floor 5% and ceiling 95%, "a lot" = 10 points."""
+    return ledger.judge(r["exact"]["prefixlm"], r["exact"]["decoder"], higher_is_better=True, paired=True, floor=5.0,
+                        ceiling=95.0, min_effect=10.0, names=("BiAttn", "causal"),
+                        what=f"exact match (%) after {r['steps']} fine-tuning steps")
+
+
 def trials(models: dict) -> dict:
-    """Claim 10's BiAttn comparison at each size of :data:`TRIALS`, over :data:`TRIAL_SEEDS`, judged as lesson 07 judges it."""
-    symbols, out = list(range(6, 16)), {}
+    """Claim 10's comparison at each size of :data:`TRIALS`, over :data:`TRIAL_SEEDS`, judged as lesson 07 judges it."""
+    out = {}
     for lo, hi, steps in TRIALS:
-        train_pairs = ex.finetune_pairs("sort", 4000, 1, symbols=symbols, min_len=lo, max_len=hi)
-        test_pairs = ex.finetune_pairs("sort", 300, 2, symbols=symbols, min_len=lo, max_len=hi)
-        r = ex.biattn_finetune(models, train_pairs, test_pairs, seeds=TRIAL_SEEDS, steps=steps, lr=LR)
-        v = ledger.judge(r["exact"]["prefixlm"], r["exact"]["decoder"], higher_is_better=True, paired=True, floor=5.0,
-                         ceiling=95.0, min_effect=10.0, names=("BiAttn", "causal"), what=f"exact match (%) after {steps} steps")
+        r = sort_finetune(models, TRIAL_SEEDS, lo, hi, steps)
+        v = judge_biattn(r)
         out[f"sort {lo}-{hi} symbols, {steps} steps"] = {"exact": r["exact"], "token_acc": r["token_acc"], "seeds": TRIAL_SEEDS,
                                                          "verdict": v.verdict, "reason": v.reason}
         print(f"trial {lo}-{hi}, {steps} steps: {v}")
